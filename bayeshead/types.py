@@ -1,0 +1,160 @@
+"""The values heads exchange with the rest of bayeshead: :class:`LossTerms` and predictives.
+
+A predictive is the distribution a head assigns to the target of each example:
+
+* :class:`CategoricalPredictive` -- class probabilities ``probs`` (B, C), their logarithm
+  ``log_probs`` (kept so that the NLL never takes the log of a clipped probability), and
+  optionally per-sample probabilities ``samples`` (S, B, C) from which the epistemic part of
+  the uncertainty, the mutual information, is computed;
+* :class:`GaussianPredictive` -- mean and variance (B, k) for regression.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+__all__ = ["LossTerms", "Predictive", "CategoricalPredictive", "GaussianPredictive"]
+
+
+@dataclass
+class LossTerms:
+    """A head's training objective for one mini-batch.
+
+    ``total`` is the scalar to minimise, already per example (the data term averaged over the
+    batch, the KL divided by N_train). ``parts`` names its summands (``nll`` or ``bound``,
+    ``kl``, ``noise_prior``, ``weight_decay``, ...) for logging; ``total`` equals their sum
+    unless a head says otherwise.
+    """
+
+    total: Tensor
+    parts: dict[str, Tensor] = field(default_factory=dict)
+
+    def __getitem__(self, name: str) -> Tensor:
+        return self.parts[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.parts
+
+    def as_floats(self) -> dict[str, float]:
+        """Detached Python floats of ``total`` and every part, for logs."""
+        out = {"total": float(self.total.detach())}
+        out.update({k: float(v.detach()) for k, v in self.parts.items()})
+        return out
+
+
+class Predictive(ABC):
+    """The predictive distribution of a batch of B examples."""
+
+    @abstractmethod
+    def nll(self, targets: Tensor) -> Tensor:
+        """Per-example negative log predictive density, shape (B,)."""
+
+    @abstractmethod
+    def entropy(self) -> Tensor:
+        """Per-example entropy of the predictive, shape (B,)."""
+
+    @abstractmethod
+    def mutual_information(self) -> Tensor:
+        """Per-example epistemic uncertainty, shape (B,); zero where the predictive has no samples."""
+
+    @abstractmethod
+    def to(self, device: torch.device | str) -> Predictive:
+        """The same predictive on another device."""
+
+
+@dataclass
+class CategoricalPredictive(Predictive):
+    """Class probabilities ``probs`` (B, C); ``log_probs`` their log, computed stably by the head."""
+
+    probs: Tensor
+    log_probs: Tensor | None = None
+    samples: Tensor | None = None  # (S, B, C) probabilities of S posterior samples
+
+    def __post_init__(self) -> None:
+        if self.probs.dim() != 2:
+            raise ValueError(f"probs must be (batch, classes), got shape {tuple(self.probs.shape)}")
+        if self.log_probs is None:
+            self.log_probs = torch.log(self.probs)
+        if self.samples is not None and (
+            self.samples.dim() != 3 or self.samples.shape[1:] != self.probs.shape
+        ):
+            raise ValueError(
+                f"samples must be (S, {self.probs.shape[0]}, {self.probs.shape[1]}), "
+                f"got {tuple(self.samples.shape)}"
+            )
+
+    @classmethod
+    def from_logits(cls, logits: Tensor) -> CategoricalPredictive:
+        """The softmax of ``logits`` (B, C), with the log taken by ``log_softmax``."""
+        log_probs = torch.log_softmax(logits, dim=-1)
+        return cls(probs=log_probs.exp(), log_probs=log_probs)
+
+    @classmethod
+    def from_sample_logits(cls, logits: Tensor) -> CategoricalPredictive:
+        """Average the softmax over S samples of logits (S, B, C):
+        log p = logsumexp_s log_softmax(z_s) - log S."""
+        log_p = torch.log_softmax(logits, dim=-1)
+        log_mean = torch.logsumexp(log_p, dim=0) - math.log(logits.shape[0])
+        return cls(probs=log_mean.exp(), log_probs=log_mean, samples=log_p.exp())
+
+    @property
+    def num_classes(self) -> int:
+        return self.probs.shape[-1]
+
+    def nll(self, targets: Tensor) -> Tensor:
+        targets = targets.long().to(self.probs.device)
+        assert self.log_probs is not None
+        return -self.log_probs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+
+    def entropy(self) -> Tensor:
+        assert self.log_probs is not None
+        return -(self.probs * self.log_probs.clamp_min(torch.finfo(self.probs.dtype).min)).sum(-1)
+
+    def mutual_information(self) -> Tensor:
+        """H[E_s p_s] - E_s H[p_s] (BALD); zero without samples."""
+        if self.samples is None:
+            return torch.zeros(self.probs.shape[0], dtype=self.probs.dtype, device=self.probs.device)
+        tiny = torch.finfo(self.samples.dtype).tiny
+        sample_entropy = -(self.samples * self.samples.clamp_min(tiny).log()).sum(-1).mean(0)
+        return (self.entropy() - sample_entropy).clamp_min(0.0)
+
+    def to(self, device: torch.device | str) -> CategoricalPredictive:
+        return CategoricalPredictive(
+            probs=self.probs.to(device),
+            log_probs=None if self.log_probs is None else self.log_probs.to(device),
+            samples=None if self.samples is None else self.samples.to(device),
+        )
+
+
+@dataclass
+class GaussianPredictive(Predictive):
+    """Independent Gaussians per output: ``mean`` and ``var`` of shape (B, k)."""
+
+    mean: Tensor
+    var: Tensor
+
+    def __post_init__(self) -> None:
+        if self.mean.shape != self.var.shape:
+            raise ValueError(
+                f"mean and var must have one shape, got {tuple(self.mean.shape)} and {tuple(self.var.shape)}"
+            )
+
+    def nll(self, targets: Tensor) -> Tensor:
+        """-log N(y | mean, var), summed over the k outputs."""
+        targets = targets.to(self.mean.dtype).reshape(self.mean.shape)
+        per_output = 0.5 * (math.log(2 * math.pi) + self.var.log() + (targets - self.mean) ** 2 / self.var)
+        return per_output.sum(-1)
+
+    def entropy(self) -> Tensor:
+        return (0.5 * (1.0 + math.log(2 * math.pi) + self.var.log())).sum(-1)
+
+    def mutual_information(self) -> Tensor:
+        return torch.zeros(self.mean.shape[0], dtype=self.mean.dtype, device=self.mean.device)
+
+    def to(self, device: torch.device | str) -> GaussianPredictive:
+        return GaussianPredictive(mean=self.mean.to(device), var=self.var.to(device))
