@@ -1,0 +1,32 @@
+"""The :class:`Backbone` interface: text in, one feature vector per example out."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+
+from torch import Tensor, nn
+
+__all__ = ["Backbone"]
+
+
+class Backbone(nn.Module, ABC):
+    """Produces features (B, d) from a tokenized batch. Adapters live inside ``model``."""
+
+    model: nn.Module
+
+    @property
+    @abstractmethod
+    def feature_dim(self) -> int:
+        """d, the width of the features."""
+
+    @abstractmethod
+    def tokenize(self, texts: Sequence[str]) -> dict[str, Tensor]:
+        """Tokenize a list of strings into a padded batch (``input_ids``, ``attention_mask``, ...)."""
+
+    @abstractmethod
+    def features(self, batch: Mapping[str, Tensor]) -> Tensor:
+        """Pooled features (B, d) in fp32 for a tokenized batch."""
+
+    def forward(self, batch: Mapping[str, Tensor]) -> Tensor:
+        return self.features(batch)

@@ -1,0 +1,1 @@
+"""The ``bayeshead`` command line."""

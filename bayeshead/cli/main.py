@@ -1,0 +1,113 @@
+"""``bayeshead`` console script: ``list``, ``validate``, ``demo``.
+
+Bad arguments and invalid configs print the problem (no traceback) and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from pydantic import ValidationError
+
+from bayeshead.config import ConfigError
+from bayeshead.registry import REGISTRIES, RegistryError
+
+__all__ = ["main", "build_parser", "UsageError"]
+
+EXIT_USAGE = 2
+
+
+class UsageError(Exception):
+    """A problem with what the user asked for: printed without a traceback, exit 2."""
+
+
+def format_validation_error(err: ValidationError) -> str:
+    lines = [f"invalid config: {err.error_count()} problem(s)"]
+    for item in err.errors():
+        where = ".".join(str(p) for p in item["loc"]) or "(top level)"
+        message = item["msg"].removeprefix("Value error, ")
+        lines.append(f"  {where}: {message}")
+    return "\n".join(lines)
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    families = [args.family] if args.family else list(REGISTRIES)
+    for family in families:
+        print(f"{family}:")
+        for name, description in REGISTRIES[family].describe():
+            print(f"  {name:<32} {description}")
+        if not REGISTRIES[family].names():
+            print("  (none)")
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from bayeshead.config import load_config
+
+    config = load_config(args.config, args.set)
+    print(config.model_dump_json(indent=2))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from bayeshead.cli.demo import run_demo
+
+    run_demo(config_path=args.config, overrides=args.set, n_train=args.n_train, n_test=args.n_test, output=args.output)
+    return 0
+
+
+def _add_config_args(parser: argparse.ArgumentParser, required: bool) -> None:
+    parser.add_argument("config", nargs=None if required else "?", help="experiment config (YAML or JSON)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY.PATH=VALUE",
+        help="override a config value, e.g. --set training.epochs=3 (repeatable)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bayeshead",
+        description="Honest uncertainty for fine-tuned transformers: adapters x Bayesian heads.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    p = sub.add_parser("list", help="list every registered adapter, head, optimizer and task")
+    p.add_argument("family", nargs="?", choices=list(REGISTRIES), help="only this registry")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("validate", help="validate a config file and print it fully resolved")
+    _add_config_args(p, required=True)
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser(
+        "demo",
+        help="end-to-end example: train a head on the embedded MiniLM and tweet data, save, reload",
+    )
+    _add_config_args(p, required=False)
+    p.add_argument("--n-train", type=int, default=600, help="training tweets (default 600)")
+    p.add_argument("--n-test", type=int, default=300, help="test tweets (default 300)")
+    p.add_argument("--output", default="outputs/demo", help="where the trained model is saved")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)  # argparse itself exits 2 on bad arguments
+    try:
+        return int(args.func(args) or 0)
+    except ValidationError as err:
+        print(format_validation_error(err), file=sys.stderr)
+    except (ConfigError, RegistryError, UsageError) as err:
+        print(f"error: {err}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

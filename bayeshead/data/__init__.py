@@ -1,0 +1,5 @@
+"""Data containers and loaders: labelled text for training and evaluating a BayesianModel."""
+
+from bayeshead.data.dataset import TextDataset
+
+__all__ = ["TextDataset"]

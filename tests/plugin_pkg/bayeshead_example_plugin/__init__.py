@@ -1,0 +1,1 @@
+"""An example bayeshead plugin: one head registered through the ``bayeshead.heads`` entry point."""
