@@ -12,7 +12,15 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-from bayeshead.registry import ADAPTERS, HEADS, OPTIMIZERS, REGISTRIES, TASKS, Registry, RegistryError
+from bayeshead.registry import (
+    ADAPTERS,
+    HEADS,
+    OPTIMIZERS,
+    REGISTRIES,
+    TASKS,
+    Registry,
+    RegistryError,
+)
 
 _LAZY = {
     "ExperimentConfig": "bayeshead.config",

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from _helpers import TEXTS, tiny_decoder
 
 from bayeshead.backbones.huggingface import HuggingFaceBackbone, resolve_model_path
-from _helpers import TEXTS, tiny_decoder
 
 
 def test_minilm_loads_offline_and_gives_sentence_embeddings(minilm_backbone):

@@ -7,7 +7,13 @@ import json
 import pytest
 from pydantic import ValidationError
 
-from bayeshead.config import ConfigError, ExperimentConfig, apply_overrides, load_config, parse_override
+from bayeshead.config import (
+    ConfigError,
+    ExperimentConfig,
+    apply_overrides,
+    load_config,
+    parse_override,
+)
 from bayeshead.heads.deterministic import DeterministicHeadConfig
 
 
