@@ -1,0 +1,131 @@
+"""Putting adapters into a model: :func:`inject_adapters`.
+
+Target selection (as in PEFT): a list of name suffixes (``"query"`` matches
+``encoder.layer.0.attention.self.query``), a regular expression matched in full against the
+module name, or ``"all-linear"`` — every ``nn.Linear``/``Conv1D`` except the output head
+(a module named ``lm_head`` or the module ``model.get_output_embeddings()`` returns) unless
+``include_output_head``. Only linear layers are adapted. Every parameter that is not an
+adapter parameter is frozen.
+"""
+
+from __future__ import annotations
+
+import re
+
+from torch import nn
+
+from bayeshead.adapters._lowrank import is_linear_like
+from bayeshead.adapters.base import Adapter
+from bayeshead.adapters.config import AdapterConfig
+from bayeshead.registry import ADAPTERS
+
+__all__ = ["inject_adapters", "linear_module_names", "output_head_names"]
+
+_MAX_LISTED = 40
+
+
+def output_head_names(model: nn.Module) -> set[str]:
+    """Names of the output head: modules called ``lm_head`` and ``get_output_embeddings()``."""
+    names = {name for name, _ in model.named_modules() if name.split(".")[-1] == "lm_head"}
+    getter = getattr(model, "get_output_embeddings", None)
+    head = None
+    if callable(getter):
+        try:
+            head = getter()
+        except (NotImplementedError, AttributeError):
+            head = None
+    if isinstance(head, nn.Module):
+        names |= {name for name, module in model.named_modules() if module is head}
+    return names
+
+
+def linear_module_names(model: nn.Module) -> list[str]:
+    """Names of the ``nn.Linear``/``Conv1D`` modules that are not inside an adapter."""
+    inside = _adapter_prefixes(model)
+    return [
+        name
+        for name, module in model.named_modules()
+        if is_linear_like(module) and not any(name.startswith(p) for p in inside)
+    ]
+
+
+def _adapter_prefixes(model: nn.Module) -> list[str]:
+    return [f"{name}." for name, module in model.named_modules() if isinstance(module, Adapter)]
+
+
+def _matches(name: str, targets: list[str] | str) -> bool:
+    if isinstance(targets, str):
+        return re.fullmatch(targets, name) is not None
+    return any(name == t or name.endswith(f".{t}") for t in targets)
+
+
+def _short_list(names: list[str]) -> str:
+    shown = ", ".join(names[:_MAX_LISTED])
+    more = f", … ({len(names) - _MAX_LISTED} more)" if len(names) > _MAX_LISTED else ""
+    return shown + more
+
+
+def _select(model: nn.Module, config: AdapterConfig) -> list[str]:
+    candidates = linear_module_names(model)
+    targets = config.target_modules
+    if targets == "all-linear":
+        skip = set() if config.include_output_head else output_head_names(model)
+        chosen = [name for name in candidates if name not in skip]
+    else:
+        if isinstance(targets, str):
+            try:
+                re.compile(targets)
+            except re.error as err:
+                raise ValueError(
+                    f"target_modules {targets!r} is not a valid regular expression ({err}); pass a "
+                    'list of name suffixes, a regex matched in full, or "all-linear"'
+                ) from None
+        chosen = [name for name in candidates if _matches(name, targets)]
+    if chosen:
+        return sorted(chosen)
+    non_linear = [
+        f"{name} ({type(module).__name__})"
+        for name, module in model.named_modules()
+        if name and not is_linear_like(module) and _matches(name, targets) and targets != "all-linear"
+    ]
+    hint = (
+        f" These matched but are not nn.Linear/Conv1D: {_short_list(non_linear)}." if non_linear else ""
+    )
+    raise ValueError(
+        f"target_modules={targets!r} matched no linear layer of {type(model).__name__}.{hint} "
+        f"Linear layers that can be adapted: {_short_list(candidates) or '(none)'}. "
+        'Pass name suffixes such as ["q_proj", "v_proj"], a regex, or "all-linear".'
+    )
+
+
+def inject_adapters(model: nn.Module, config: AdapterConfig) -> list[str]:
+    """Replace the targeted linear layers of ``model`` by ``ADAPTERS.get(config.kind)``
+    modules (in place), freeze every other parameter and return the adapted names (sorted).
+
+    Raises ``ValueError`` when nothing matches (listing candidate layers), when ``model``
+    already holds adapters, or when the rank exceeds a layer's min(out, in)."""
+    existing = [p[:-1] for p in _adapter_prefixes(model)]
+    if existing:
+        raise ValueError(
+            f"the model already holds adapters at {_short_list(existing)}; inject once, or call "
+            "bayeshead.adapters.unload_adapters(model) first"
+        )
+    adapter_cls = ADAPTERS.get(config.kind)
+    names = _select(model, config)
+    for param in model.parameters():
+        param.requires_grad_(False)
+    built: dict[str, nn.Module] = {}
+    for name in names:
+        layer = model.get_submodule(name)
+        try:
+            built[name] = adapter_cls(layer, config)
+        except ValueError as err:
+            raise ValueError(f"cannot adapt {name!r}: {err}") from None
+    for name, adapter in built.items():  # replace only once every layer was accepted
+        parent_name, _, child = name.rpartition(".")
+        parent = model.get_submodule(parent_name) if parent_name else model
+        setattr(parent, child, adapter)
+        for pname, param in adapter.named_parameters():
+            if not pname.startswith("base_layer."):
+                param.requires_grad_(True)
+    return names
