@@ -1,0 +1,160 @@
+"""Independent Gaussian rows q(w_r) = N(m_r, S_r), r = 1..R, over R^d, and their KL to N(0, s₀I).
+
+Used by the VBLL heads (Harrison, Willes & Snoek, "Variational Bayesian Last Layers", ICLR 2024)
+for the posterior over last-layer weight rows (regression, discriminative classification) or over
+class means (generative classification). Three parameterizations of S_r:
+
+* ``"diagonal"``: S = diag(σ²), σ = exp(log_scale);
+* ``"dense"``:    S = L Lᵀ, L lower triangular with strictly-lower part ``tril`` and diagonal
+  exp(log_scale) (positive by construction);
+* ``"lowrank"``:  S = F Fᵀ + D, F ∈ R^{d×r} (``factor``), D = diag(exp(2·log_scale)).
+
+Every quadratic form is computed as a squared norm, never through S itself:
+φᵀSφ = ‖Lᵀφ‖² (dense), Σ_i σ_i² φ_i² (diagonal), ‖Fᵀφ‖² + Σ_i D_i φ_i² (low rank), so it is
+non-negative in floating point as well.
+
+KL(N(m, S) ‖ N(0, s₀I)) = ½[tr(S)/s₀ + ‖m‖²/s₀ − d + d·log s₀ − log|S|], with
+log|S| = 2Σ log_scale (diagonal, dense) and, for the low-rank form, the matrix determinant lemma
+log|FFᵀ + D| = log|D| + log|I_r + FᵀD⁻¹F| (an r×r Cholesky factor).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["CovarianceKind", "GaussianRows"]
+
+CovarianceKind = Literal["diagonal", "dense", "lowrank"]
+
+
+class GaussianRows(nn.Module):
+    """R independent Gaussians N(m_r, S_r) on R^d with a diagonal, dense or low-rank S_r.
+
+    Parameters: ``mean`` (R, d), ``log_scale`` (R, d) and, by kind, ``tril`` (R, d, d; only the
+    strictly-lower triangle is used) or ``factor`` (R, d, rank).
+    """
+
+    def __init__(
+        self,
+        rows: int,
+        dim: int,
+        kind: CovarianceKind,
+        *,
+        rank: int | None = None,
+        init_std: float = 1.0,
+        mean_std: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if kind not in ("diagonal", "dense", "lowrank"):
+            raise ValueError(f"covariance must be 'diagonal', 'dense' or 'lowrank', got {kind!r}")
+        self.kind: CovarianceKind = kind
+        self.rows, self.dim = int(rows), int(dim)
+        self.mean = nn.Parameter(torch.randn(rows, dim) * mean_std)
+        self.log_scale = nn.Parameter(torch.full((rows, dim), math.log(init_std)))
+        self.rank = 0
+        if kind == "dense":
+            self.tril = nn.Parameter(torch.zeros(rows, dim, dim))
+        elif kind == "lowrank":
+            if rank is None or not 1 <= rank <= dim:
+                raise ValueError(f"lowrank covariance needs 1 <= rank <= {dim}, got {rank}")
+            self.rank = int(rank)
+            # F = 0 is a stationary point of the ELBO (every gradient in F is linear in F), so
+            # the factor starts small and random.
+            self.factor = nn.Parameter(torch.randn(rows, dim, rank) * (1e-2 * init_std / math.sqrt(rank)))
+
+    # -- building blocks -------------------------------------------------------------------
+    def scale_diag(self) -> Tensor:
+        """exp(log_scale): σ (diagonal), diag(L) (dense) or √D (low rank); shape (R, d)."""
+        return self.log_scale.exp()
+
+    def cholesky(self) -> Tensor:
+        """The dense factor L = tril(tril, −1) + diag(exp(log_scale)), shape (R, d, d)."""
+        if self.kind != "dense":
+            raise ValueError("cholesky() exists for the dense parameterization only")
+        return self.tril.tril(-1) + torch.diag_embed(self.scale_diag())
+
+    def covariance(self) -> Tensor:
+        """S_r as dense (R, d, d) matrices (for tests and small d only)."""
+        if self.kind == "diagonal":
+            return torch.diag_embed(self.scale_diag().pow(2))
+        if self.kind == "dense":
+            chol = self.cholesky()
+            return chol @ chol.transpose(-1, -2)
+        return self.factor @ self.factor.transpose(-1, -2) + torch.diag_embed(self.scale_diag().pow(2))
+
+    def quadratic(self, phi: Tensor) -> Tensor:
+        """φ_bᵀ S_r φ_b for a batch φ (B, d): shape (B, R), computed as squared norms."""
+        var_diag = self.scale_diag().pow(2)
+        if self.kind == "dense":
+            proj = torch.einsum("bi,rij->brj", phi, self.cholesky())  # (Lᵀφ)ᵀ
+            return proj.pow(2).sum(-1)
+        out = phi.pow(2) @ var_diag.transpose(0, 1)
+        if self.kind == "lowrank":
+            out = out + torch.einsum("bi,rik->brk", phi, self.factor).pow(2).sum(-1)
+        return out
+
+    def weighted_trace(self, weights: Tensor) -> Tensor:
+        """tr(S_r·diag(p)) for p (d,) ≥ 0: shape (R,). (tr(S Σ⁻¹) with p = 1/Σ.)"""
+        var_diag = self.scale_diag().pow(2)
+        if self.kind == "dense":
+            return (self.cholesky().pow(2) * weights[:, None]).sum((-1, -2))
+        out = (var_diag * weights).sum(-1)
+        if self.kind == "lowrank":
+            out = out + (self.factor.pow(2) * weights[:, None]).sum((-1, -2))
+        return out
+
+    def trace(self) -> Tensor:
+        """tr(S_r), shape (R,): ‖L‖²_F (dense), Σσ² (diagonal), ‖F‖²_F + ΣD (low rank)."""
+        return self.weighted_trace(torch.ones(self.dim, dtype=self.mean.dtype, device=self.mean.device))
+
+    def logdet(self) -> Tensor:
+        """log|S_r|, shape (R,)."""
+        out = 2.0 * self.log_scale.sum(-1)
+        if self.kind == "lowrank":
+            scaled = self.factor * (-self.log_scale).exp()[..., None]  # D^{-1/2} F
+            eye = torch.eye(self.rank, dtype=scaled.dtype, device=scaled.device)
+            capacitance = eye + scaled.transpose(-1, -2) @ scaled
+            chol = torch.linalg.cholesky(capacitance)
+            out = out + 2.0 * torch.diagonal(chol, dim1=-2, dim2=-1).log().sum(-1)
+        return out
+
+    def kl_rows(self, prior_var: float) -> Tensor:
+        """KL(N(m_r, S_r) ‖ N(0, s₀I)) per row, shape (R,), s₀ = ``prior_var``."""
+        d = self.dim
+        return 0.5 * (
+            (self.trace() + self.mean.pow(2).sum(-1)) / prior_var
+            - d
+            + d * math.log(prior_var)
+            - self.logdet()
+        )
+
+    def kl(self, prior_var: float) -> Tensor:
+        """Σ_r KL(q(w_r) ‖ N(0, s₀I)), a scalar."""
+        return self.kl_rows(prior_var).sum()
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """n joint samples of all rows, shape (n, R, d): m + Lε, m + σ⊙ε or m + √D⊙ε₁ + Fε₂."""
+        shape = (n, self.rows, self.dim)
+        opts = {"dtype": self.mean.dtype, "device": self.mean.device, "generator": generator}
+        eps = torch.randn(shape, **opts)
+        if self.kind == "dense":
+            return self.mean + torch.einsum("rij,nrj->nri", self.cholesky(), eps)
+        out = self.mean + self.scale_diag() * eps
+        if self.kind == "lowrank":
+            eps2 = torch.randn((n, self.rows, self.rank), **opts)
+            out = out + torch.einsum("rik,nrk->nri", self.factor, eps2)
+        return out
+
+    @torch.no_grad()
+    def set_mean(self, mean: Tensor) -> None:
+        if mean.shape != self.mean.shape:
+            raise ValueError(f"expected a mean of shape {tuple(self.mean.shape)}, got {tuple(mean.shape)}")
+        self.mean.copy_(mean.to(self.mean.dtype))
+
+    def extra_repr(self) -> str:
+        rank = f", rank={self.rank}" if self.kind == "lowrank" else ""
+        return f"rows={self.rows}, dim={self.dim}, kind={self.kind!r}{rank}"

@@ -1,0 +1,176 @@
+"""Discriminative VBLL classification head (Harrison, Willes & Snoek, ICLR 2024; vbll's
+``DiscClassification``).
+
+Logits z = Wφ + b + ε, ε ~ N(0, diag σ_ε²) (learned logit noise), prior w_c ~ N(0, s·I),
+posterior q(w_c) = N(w̄_c, S_c) (diagonal, dense or low rank). With μ_c = w̄_cᵀφ + b_c and
+v_c = φᵀS_cφ + σ²_{ε,c}, the Jensen bound
+
+    E_q[log softmax(z)_y] ≥ μ_y − log Σ_c exp(μ_c + ½·v_c)
+
+gives the per-example loss
+
+    loss = −(1/B)·Σ_b [μ_y − log Σ_c exp(μ_c + ½ v_c)]_b + (1/N)·Σ_c KL(q(w_c) ‖ p) [+ (1/N)·noise prior]
+
+(parts ``bound``, ``kl``, ``noise_prior``). Predictive, chosen by ``config.predictive``:
+
+* ``"probit"`` (default; deterministic, so evaluation metrics repeat): softmax(μ / √(1 + (π/8)·v));
+* ``"mc"``: the mean of softmax(z_s) over z_s ~ N(μ, diag v), s = 1..S (S = ``n_samples`` or
+  ``config.n_samples``), drawn with ``generator``; the samples are kept for the mutual information.
+
+Since the rows of W are independent and φ is fixed, sampling z from N(μ, diag v) is exactly
+sampling the last layer. The prior variance defaults to 2·s₀/d as in vbll.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+import torch
+from pydantic import Field, PositiveFloat, PositiveInt
+from torch import Tensor, nn
+
+from bayeshead.heads.base import UncertaintyHead, check_class_targets, check_features
+from bayeshead.heads.covariance import GaussianRows
+from bayeshead.heads.vbll_common import (
+    VBLLConfigBase,
+    WidthScaling,
+    default_init_std,
+    linear_rows,
+    linear_shape,
+    noise_prior_term,
+    prior_variance,
+)
+from bayeshead.registry import HEADS
+from bayeshead.types import CategoricalPredictive, LossTerms
+
+__all__ = ["VBLLClassificationHead", "VBLLClassificationConfig", "probit_logits"]
+
+_NAME = "vbll_classification head"
+
+
+def probit_logits(mean: Tensor, var: Tensor) -> Tensor:
+    """μ / √(1 + (π/8)·v): logits whose softmax approximates E[softmax(z)], z ~ N(μ, diag v)."""
+    return mean / torch.sqrt(1.0 + (math.pi / 8.0) * var)
+
+
+class VBLLClassificationConfig(VBLLConfigBase):
+    kind: Literal["vbll_classification"] = "vbll_classification"
+    prior_width_scaling: WidthScaling = Field(
+        "2/d", description="Prior variance s₀ ('none'), s₀/d ('1/d') or 2s₀/d ('2/d', vbll's default)."
+    )
+    noise_init: PositiveFloat = Field(
+        math.exp(-1.0), description="Initial logit-noise standard deviation σ_ε (vbll: about e⁻¹)."
+    )
+    predictive: Literal["probit", "mc"] = Field(
+        "probit",
+        description="'probit': deterministic softmax(μ/√(1+πv/8)); 'mc': Monte Carlo over last-layer samples.",
+    )
+    n_samples: PositiveInt = Field(100, description="Monte-Carlo samples when predictive='mc' and none are passed.")
+    bias: bool = Field(False, description="Add a point-estimated logit offset b (no prior).")
+
+
+@HEADS.register("vbll_classification", config=VBLLClassificationConfig)
+class VBLLClassificationHead(UncertaintyHead):
+    """Discriminative variational Bayesian last layer: Jensen-bound ELBO, probit or Monte-Carlo predictive."""
+
+    Config = VBLLClassificationConfig
+    config: VBLLClassificationConfig
+
+    def __init__(
+        self, in_features: int, num_outputs: int, config: VBLLClassificationConfig | None = None
+    ) -> None:
+        super().__init__(in_features, num_outputs, config)
+        cfg = self.config
+        self.prior_var = prior_variance(cfg.prior_scale, cfg.prior_width_scaling, in_features)
+        self.posterior = GaussianRows(
+            num_outputs,
+            in_features,
+            cfg.covariance,
+            rank=cfg.lowrank_rank if cfg.covariance == "lowrank" else None,
+            init_std=default_init_std(cfg.init_std, in_features),
+            mean_std=math.sqrt(self.prior_var),
+        )
+        self.noise_log_std = nn.Parameter(
+            torch.full((num_outputs,), math.log(cfg.noise_init)), requires_grad=cfg.learn_noise
+        )
+        self.bias = nn.Parameter(torch.zeros(num_outputs)) if cfg.bias else None
+
+    # -- pieces ------------------------------------------------------------------------------
+    def logit_moments(self, features: Tensor) -> tuple[Tensor, Tensor]:
+        """μ = W̄φ + b and v = φᵀS_cφ + σ²_ε, both (B, C)."""
+        phi = check_features(features, self.in_features, _NAME).to(self.posterior.mean.dtype)
+        mean = phi @ self.posterior.mean.transpose(0, 1)
+        if self.bias is not None:
+            mean = mean + self.bias
+        var = self.posterior.quadratic(phi) + (2.0 * self.noise_log_std).exp()
+        return mean, var
+
+    def jensen_bound(self, features: Tensor, targets: Tensor) -> Tensor:
+        """μ_y − log Σ_c exp(μ_c + ½ v_c) per example, shape (B,)."""
+        mean, var = self.logit_moments(features)
+        y = check_class_targets(targets, mean.shape[0], self.num_outputs, _NAME).to(mean.device)
+        linear = mean.gather(-1, y.unsqueeze(-1)).squeeze(-1)
+        return linear - torch.logsumexp(mean + 0.5 * var, dim=-1)
+
+    def kl(self) -> Tensor:
+        """Σ_c KL(q(w_c) ‖ N(0, s·I))."""
+        return self.posterior.kl(self.prior_var)
+
+    # -- interface ---------------------------------------------------------------------------
+    def loss(self, features: Tensor, targets: Tensor) -> LossTerms:
+        bound = -self.jensen_bound(features, targets).mean()
+        n = self.n_train
+        parts = {"bound": bound, "kl": self.kl() / n}
+        if self.config.noise_prior:
+            parts["noise_prior"] = (
+                noise_prior_term(self.noise_log_std, self.config.wishart_dof, self.config.wishart_scale) / n
+            )
+        return LossTerms(total=sum(parts.values()), parts=parts)  # type: ignore[arg-type]
+
+    def predict(
+        self,
+        features: Tensor,
+        *,
+        n_samples: int | None = None,
+        generator: torch.Generator | None = None,
+        method: Literal["probit", "mc"] | None = None,
+    ) -> CategoricalPredictive:
+        """The predictive of ``method`` (default ``config.predictive``). ``n_samples`` and
+        ``generator`` only matter for 'mc' (S = n_samples or config.n_samples)."""
+        method = method or self.config.predictive
+        mean, var = self.logit_moments(features)
+        if method == "probit":
+            return CategoricalPredictive.from_logits(probit_logits(mean, var))
+        if method != "mc":
+            raise ValueError(f"{_NAME}: method must be 'probit' or 'mc', got {method!r}")
+        s = int(n_samples if n_samples is not None else self.config.n_samples)
+        if s <= 0:
+            raise ValueError(f"{_NAME}: n_samples must be positive, got {s}")
+        eps = torch.randn((s, *mean.shape), generator=generator, dtype=mean.dtype, device=mean.device)
+        return CategoricalPredictive.from_sample_logits(mean + var.sqrt() * eps)
+
+    # -- initialisation from a point estimate ----------------------------------------------------
+    @torch.no_grad()
+    def init_from_linear(self, weight: Any, bias: Tensor | None = None) -> VBLLClassificationHead:
+        """Set the posterior means to trained rows ``weight`` (C, d) (a tensor such as LM-head rows,
+        an ``nn.Linear`` or a ``DeterministicHead``) and the bias, if any; covariances unchanged."""
+        w, b = linear_rows(weight, bias, self.num_outputs, self.in_features, _NAME)
+        self.posterior.set_mean(w)
+        if b is not None:
+            if self.bias is None:
+                raise ValueError(f"{_NAME}: got a bias but the head has none; set bias=True in its config")
+            self.bias.copy_(b.to(self.bias.dtype))
+        return self
+
+    @classmethod
+    def from_linear(
+        cls, weight: Any, bias: Tensor | None = None, config: VBLLClassificationConfig | None = None
+    ) -> VBLLClassificationHead:
+        """A new head whose means are ``weight``'s rows; the config's ``bias`` follows the source."""
+        w, b = linear_rows(weight, bias, *linear_shape(weight), _NAME)
+        cfg = (config or cls.Config()).model_copy(update={"bias": b is not None})
+        return cls(w.shape[1], w.shape[0], cfg).init_from_linear(w, b)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, prior_var={self.prior_var:.4g}, predictive={self.config.predictive!r}"

@@ -1,0 +1,159 @@
+"""VBLL regression head (Harrison, Willes & Snoek, "Variational Bayesian Last Layers", ICLR 2024).
+
+Model: y_j = w_jᵀφ + b_j + ε_j, ε_j ~ N(0, σ_j²), j = 1..k, prior w_j ~ N(0, s·I) (s from
+``prior_scale`` and ``prior_width_scaling``), posterior q(w_j) = N(w̄_j, S_j) with S_j diagonal,
+dense or low rank (:mod:`bayeshead.heads.covariance`). The optional bias b is a point estimate.
+
+The expected log-likelihood is exact:
+
+    E_q[log N(y_j | w_jᵀφ, σ_j²)] = log N(y_j | w̄_jᵀφ, σ_j²) − ½·φᵀS_jφ / σ_j²,
+
+and the per-example loss on a mini-batch of B examples is
+
+    loss = −(1/B)·Σ_b Σ_j E_q[log N(y_bj | ·)]  +  (1/N)·Σ_j KL(q(w_j) ‖ p)  [+ (1/N)·noise prior],
+
+so −N·loss on the full data set is the ELBO. The noise prior is vbll's Wishart-type term
+(:func:`~bayeshead.heads.vbll_common.noise_prior_term`). Predictive: N(w̄_jᵀφ + b_j, φᵀS_jφ + σ_j²).
+
+vbll's ``Regression`` divides the data term by k as well (mean over outputs) and weights each
+output's trace term by Σ_i σ_i⁻² instead of σ_j⁻²; for k = 1 the two agree (up to vbll's KL
+omitting the constant −d/2 per row), for k > 1 this head follows the formula above.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+import torch
+from pydantic import Field, PositiveFloat
+from torch import Tensor, nn
+
+from bayeshead.heads.base import UncertaintyHead, check_features
+from bayeshead.heads.covariance import GaussianRows
+from bayeshead.heads.vbll_common import (
+    VBLLConfigBase,
+    WidthScaling,
+    check_regression_targets,
+    default_init_std,
+    linear_rows,
+    linear_shape,
+    noise_prior_term,
+    prior_variance,
+)
+from bayeshead.registry import HEADS
+from bayeshead.types import GaussianPredictive, LossTerms
+
+__all__ = ["VBLLRegressionHead", "VBLLRegressionConfig"]
+
+_NAME = "vbll_regression head"
+
+
+class VBLLRegressionConfig(VBLLConfigBase):
+    kind: Literal["vbll_regression"] = "vbll_regression"
+    prior_width_scaling: WidthScaling = Field(
+        "1/d", description="Prior variance s₀ ('none'), s₀/d ('1/d', vbll's default) or 2s₀/d ('2/d')."
+    )
+    noise_init: PositiveFloat = Field(1.0, description="Initial noise standard deviation σ_j.")
+    wishart_scale: PositiveFloat = Field(1e-2, description="s_w of the noise prior term (vbll: 1e-2).")
+    bias: bool = Field(False, description="Add a point-estimated output offset b (no prior).")
+
+
+@HEADS.register("vbll_regression", config=VBLLRegressionConfig)
+class VBLLRegressionHead(UncertaintyHead):
+    """Variational Bayesian last layer for regression: exact ELBO, closed-form Gaussian predictive."""
+
+    Config = VBLLRegressionConfig
+    config: VBLLRegressionConfig
+    task_type = "regression"
+
+    def __init__(self, in_features: int, num_outputs: int, config: VBLLRegressionConfig | None = None) -> None:
+        super().__init__(in_features, num_outputs, config)
+        cfg = self.config
+        self.prior_var = prior_variance(cfg.prior_scale, cfg.prior_width_scaling, in_features)
+        self.posterior = GaussianRows(
+            num_outputs,
+            in_features,
+            cfg.covariance,
+            rank=cfg.lowrank_rank if cfg.covariance == "lowrank" else None,
+            init_std=default_init_std(cfg.init_std, in_features),
+            mean_std=math.sqrt(self.prior_var),
+        )
+        self.noise_log_std = nn.Parameter(
+            torch.full((num_outputs,), math.log(cfg.noise_init)), requires_grad=cfg.learn_noise
+        )
+        self.bias = nn.Parameter(torch.zeros(num_outputs)) if cfg.bias else None
+
+    # -- pieces ------------------------------------------------------------------------------
+    def noise_var(self) -> Tensor:
+        """σ_j², shape (k,)."""
+        return (2.0 * self.noise_log_std).exp()
+
+    def mean_and_var(self, features: Tensor) -> tuple[Tensor, Tensor]:
+        """w̄_jᵀφ + b_j and φᵀS_jφ (the weight part of the variance), both (B, k)."""
+        phi = check_features(features, self.in_features, _NAME).to(self.posterior.mean.dtype)
+        mean = phi @ self.posterior.mean.transpose(0, 1)
+        if self.bias is not None:
+            mean = mean + self.bias
+        return mean, self.posterior.quadratic(phi)
+
+    def expected_log_likelihood(self, features: Tensor, targets: Tensor) -> Tensor:
+        """Σ_j E_q[log N(y_j | w_jᵀφ, σ_j²)] per example, shape (B,) (closed form)."""
+        mean, wvar = self.mean_and_var(features)
+        y = check_regression_targets(targets, mean.shape[0], self.num_outputs, _NAME)
+        y = y.to(device=mean.device, dtype=mean.dtype)
+        noise_var = self.noise_var()
+        log_lik = -0.5 * (math.log(2 * math.pi) + 2.0 * self.noise_log_std + (y - mean).pow(2) / noise_var)
+        return (log_lik - 0.5 * wvar / noise_var).sum(-1)
+
+    def kl(self) -> Tensor:
+        """Σ_j KL(q(w_j) ‖ N(0, s·I))."""
+        return self.posterior.kl(self.prior_var)
+
+    # -- interface ---------------------------------------------------------------------------
+    def loss(self, features: Tensor, targets: Tensor) -> LossTerms:
+        nll = -self.expected_log_likelihood(features, targets).mean()
+        n = self.n_train
+        parts = {"nll": nll, "kl": self.kl() / n}
+        if self.config.noise_prior:
+            parts["noise_prior"] = (
+                noise_prior_term(self.noise_log_std, self.config.wishart_dof, self.config.wishart_scale) / n
+            )
+        return LossTerms(total=sum(parts.values()), parts=parts)  # type: ignore[arg-type]
+
+    def predict(
+        self,
+        features: Tensor,
+        *,
+        n_samples: int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> GaussianPredictive:
+        """N(w̄_jᵀφ + b_j, φᵀS_jφ + σ_j²), closed form; ``n_samples``/``generator`` are ignored."""
+        mean, wvar = self.mean_and_var(features)
+        return GaussianPredictive(mean=mean, var=wvar + self.noise_var())
+
+    # -- initialisation from a point estimate ----------------------------------------------------
+    @torch.no_grad()
+    def init_from_linear(self, weight: Any, bias: Tensor | None = None) -> VBLLRegressionHead:
+        """Set the posterior means to trained rows ``weight`` (k, d) (a tensor, an ``nn.Linear`` or
+        a head with ``.weight``) and the bias, if any; the covariances are left as they are."""
+        w, b = linear_rows(weight, bias, self.num_outputs, self.in_features, _NAME)
+        self.posterior.set_mean(w)
+        if b is not None:
+            if self.bias is None:
+                raise ValueError(f"{_NAME}: got a bias but the head has none; set bias=True in its config")
+            self.bias.copy_(b.to(self.bias.dtype))
+        return self
+
+    @classmethod
+    def from_linear(
+        cls, weight: Any, bias: Tensor | None = None, config: VBLLRegressionConfig | None = None
+    ) -> VBLLRegressionHead:
+        """A new head whose means are ``weight``'s rows; the config's ``bias`` follows the source."""
+        w, b = linear_rows(weight, bias, *linear_shape(weight), _NAME)
+        cfg = (config or cls.Config()).model_copy(update={"bias": b is not None})
+        return cls(w.shape[1], w.shape[0], cfg).init_from_linear(w, b)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, prior_var={self.prior_var:.4g}"
+
