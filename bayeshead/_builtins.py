@@ -10,12 +10,57 @@ BUILTINS: dict[str, dict[str, tuple[str, str]]] = {
             "bayeshead.heads.deterministic",
             "Softmax linear head: MLE, or MAP with weight decay (a Gaussian prior on the weights)",
         ),
+        "vbll_regression": (
+            "bayeshead.heads.vbll_regression",
+            "VBLL regression: Gaussian last layer (diagonal/dense/low-rank), exact ELBO, closed-form predictive",
+        ),
+        "vbll_classification": (
+            "bayeshead.heads.vbll_classification",
+            "Discriminative VBLL classifier: Jensen-bound ELBO, probit or Monte-Carlo predictive",
+        ),
+        "vbll_generative_classification": (
+            "bayeshead.heads.vbll_generative",
+            "Generative VBLL classifier: Gaussian class-conditional features with Bayesian class means",
+        ),
+        "laplace": (
+            "bayeshead.heads.laplace",
+            "Last-layer Laplace: MAP softmax head + post-hoc Gaussian posterior (full/kron/diag GGN)",
+        ),
+        "temperature": (
+            "bayeshead.heads.temperature",
+            "Temperature scaling: MAP softmax head, logits divided by a T > 0 fitted on validation NLL",
+        ),
+        "mc_dropout": (
+            "bayeshead.heads.mc_dropout",
+            "MC dropout: dropout on features (T head samples) or in the backbone (T backbone passes)",
+        ),
+        "ensemble": (
+            "bayeshead.heads.ensemble",
+            "Deep ensemble of M softmax heads (seeds seed..seed+M-1) on shared features",
+        ),
     },
-    "adapters": {},  # "lora", "polar": added with their modules (adapters/)
+    "adapters": {
+        "lora": (
+            "bayeshead.adapters.lora",
+            "LoRA (Hu et al. 2021): dW = (alpha/r) B A, B = 0 at init",
+        ),
+        "polar": (
+            "bayeshead.adapters.polar",
+            "PoLAR (Lion et al. 2025): dW = (alpha/r) U Theta V^T, U and V on Stiefel manifolds",
+        ),
+    },
     "optimizers": {
         "adamw": (
             "bayeshead.manifolds.adamw",
             "AdamW for Euclidean parameters; refuses Stiefel factors unless told to treat them as free",
+        ),
+        "riemannian_adam": (
+            "bayeshead.manifolds.riemannian_adam",
+            "Riemannian Adam (geoopt) on Stiefel factors + AdamW on Euclidean tensors, one optimizer",
+        ),
+        "landing": (
+            "bayeshead.manifolds.landing",
+            "Landing field + AdamW on Stiefel factors (no retraction), AdamW on Euclidean tensors",
         ),
     },
     "tasks": {},
