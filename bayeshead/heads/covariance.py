@@ -155,6 +155,25 @@ class GaussianRows(nn.Module):
             raise ValueError(f"expected a mean of shape {tuple(self.mean.shape)}, got {tuple(mean.shape)}")
         self.mean.copy_(mean.to(self.mean.dtype))
 
+    @torch.no_grad()
+    def set_dense_covariance(self, covariance: Tensor) -> None:
+        """Set S_r = ``covariance[r]`` (R, d, d), symmetric positive definite, through its
+        Cholesky factor (dense parameterization only)."""
+        if self.kind != "dense":
+            raise ValueError(
+                f"setting full covariances needs covariance='dense', this posterior is {self.kind!r}"
+            )
+        if covariance.shape != (self.rows, self.dim, self.dim):
+            raise ValueError(
+                f"expected covariances of shape {(self.rows, self.dim, self.dim)}, got {tuple(covariance.shape)}"
+            )
+        chol, info = torch.linalg.cholesky_ex(covariance.to(torch.float64))
+        if bool((info != 0).any()):
+            raise ValueError(f"covariances of rows {(info != 0).nonzero().flatten().tolist()} are not positive definite")
+        diag = torch.diagonal(chol, dim1=-2, dim2=-1)
+        self.log_scale.copy_(diag.log().to(self.log_scale.dtype))
+        self.tril.copy_(chol.tril(-1).to(self.tril.dtype))
+
     def extra_repr(self) -> str:
         rank = f", rank={self.rank}" if self.kind == "lowrank" else ""
         return f"rows={self.rows}, dim={self.dim}, kind={self.kind!r}{rank}"

@@ -150,6 +150,16 @@ class VBLLClassificationHead(UncertaintyHead):
         eps = torch.randn((s, *mean.shape), generator=generator, dtype=mean.dtype, device=mean.device)
         return CategoricalPredictive.from_sample_logits(mean + var.sqrt() * eps)
 
+    # -- post-hoc Laplace refinement ("+LA"; bayeshead.heads.laplace_refine) ----------------------
+    def laplace_mean(self) -> tuple[Tensor, Tensor | None]:
+        """The posterior row means W̄ (C, d) and the bias (or None), where the GGN is evaluated."""
+        return self.posterior.mean.detach(), None if self.bias is None else self.bias.detach()
+
+    def set_row_covariances(self, covariances: Tensor) -> None:
+        """Replace every S_c by ``covariances[c]`` (needs covariance='dense'); the means and the
+        logit noise σ_ε are kept, so the predictive variance becomes φᵀS_cφ + σ²_ε."""
+        self.posterior.set_dense_covariance(covariances)
+
     # -- initialisation from a point estimate ----------------------------------------------------
     @torch.no_grad()
     def init_from_linear(self, weight: Any, bias: Tensor | None = None) -> VBLLClassificationHead:
