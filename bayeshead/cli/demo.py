@@ -53,7 +53,7 @@ def run_demo(
         f"test accuracy {accuracy:.3f}, NLL {nll:.4f}"
     )
     saved = model.save_pretrained(Path(output))
-    reloaded = BayesianModel.from_pretrained(saved, backbone=model.backbone)
+    reloaded = BayesianModel.from_pretrained(saved)  # a fresh backbone, as a user would load it
     identical = torch.equal(reloaded.predict(test.texts).probs, predictive.probs)
     print(f"saved to {saved}; reloaded predictions bit-identical: {identical}")
     if not identical:
