@@ -20,7 +20,22 @@ from bayeshead.heads.base import HeadConfig, UncertaintyHead, check_class_target
 from bayeshead.registry import HEADS
 from bayeshead.types import CategoricalPredictive, LossTerms
 
-__all__ = ["DeterministicHead", "DeterministicHeadConfig"]
+__all__ = ["DeterministicHead", "DeterministicHeadConfig", "map_softmax_loss"]
+
+
+def map_softmax_loss(
+    logits: Tensor, targets: Tensor, weight: Tensor, weight_decay: float, head: str
+) -> LossTerms:
+    """Mean cross-entropy of ``logits`` (B, C) + (λ/2)·‖W‖²_F (parts ``nll``, ``weight_decay``);
+    the MAP objective shared by every head built on a softmax linear layer."""
+    targets = check_class_targets(targets, logits.shape[0], logits.shape[1], head)
+    nll = nn.functional.cross_entropy(logits, targets.to(logits.device))
+    parts = {"nll": nll}
+    total = nll
+    if weight_decay > 0:
+        parts["weight_decay"] = 0.5 * weight_decay * weight.pow(2).sum()
+        total = total + parts["weight_decay"]
+    return LossTerms(total=total, parts=parts)
 
 
 class DeterministicHeadConfig(HeadConfig):
@@ -57,16 +72,9 @@ class DeterministicHead(UncertaintyHead):
         return self.linear(features.to(self.linear.weight.dtype))
 
     def loss(self, features: Tensor, targets: Tensor) -> LossTerms:
-        logits = self.logits(features)
-        targets = check_class_targets(targets, logits.shape[0], self.num_outputs, "deterministic head")
-        nll = nn.functional.cross_entropy(logits, targets.to(logits.device))
-        parts = {"nll": nll}
-        total = nll
-        if self.config.weight_decay > 0:
-            penalty = 0.5 * self.config.weight_decay * self.linear.weight.pow(2).sum()
-            parts["weight_decay"] = penalty
-            total = total + penalty
-        return LossTerms(total=total, parts=parts)
+        return map_softmax_loss(
+            self.logits(features), targets, self.linear.weight, self.config.weight_decay, "deterministic head"
+        )
 
     def predict(
         self,

@@ -36,6 +36,7 @@ from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt, model_
 from torch import Tensor, nn
 
 from bayeshead.heads.base import HeadConfig, UncertaintyHead, check_class_targets, check_features
+from bayeshead.heads.deterministic import map_softmax_loss
 from bayeshead.heads.glm_predictive import mc_predictive, probit_predictive
 from bayeshead.heads.laplace_posterior import LaplacePosterior, make_posterior
 from bayeshead.registry import HEADS
@@ -111,14 +112,7 @@ class LaplaceHead(UncertaintyHead):
     def loss(self, features: Tensor, targets: Tensor) -> LossTerms:
         """The MAP objective: mean cross-entropy + (λ/2)·‖W‖² (bias not penalised)."""
         logits = self.logits(features)
-        targets = check_class_targets(targets, logits.shape[0], self.num_outputs, _NAME)
-        nll = nn.functional.cross_entropy(logits, targets.to(logits.device))
-        parts = {"nll": nll}
-        total = nll
-        if self.config.weight_decay > 0:
-            parts["weight_decay"] = 0.5 * self.config.weight_decay * self.linear.weight.pow(2).sum()
-            total = total + parts["weight_decay"]
-        return LossTerms(total=total, parts=parts)
+        return map_softmax_loss(logits, targets, self.linear.weight, self.config.weight_decay, _NAME)
 
     def mean_parameters(self) -> Tensor:
         """θ* class by class: [W | b] of shape (C, D), in the posterior dtype."""

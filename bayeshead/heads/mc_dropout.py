@@ -27,7 +27,8 @@ import torch
 from pydantic import Field, NonNegativeFloat, PositiveInt, model_validator
 from torch import Tensor, nn
 
-from bayeshead.heads.base import HeadConfig, UncertaintyHead, check_class_targets, check_features
+from bayeshead.heads.base import HeadConfig, UncertaintyHead, check_features
+from bayeshead.heads.deterministic import map_softmax_loss
 from bayeshead.registry import HEADS
 from bayeshead.types import CategoricalPredictive, LossTerms
 
@@ -77,14 +78,7 @@ class MCDropoutHead(UncertaintyHead):
         """Cross-entropy of the dropped-out features (dropout only while ``self.training``)."""
         phi = nn.functional.dropout(self._features(features), self.config.p, training=self.training)
         logits = self.linear(phi)
-        targets = check_class_targets(targets, logits.shape[0], self.num_outputs, _NAME)
-        nll = nn.functional.cross_entropy(logits, targets.to(logits.device))
-        parts = {"nll": nll}
-        total = nll
-        if self.config.weight_decay > 0:
-            parts["weight_decay"] = 0.5 * self.config.weight_decay * self.linear.weight.pow(2).sum()
-            total = total + parts["weight_decay"]
-        return LossTerms(total=total, parts=parts)
+        return map_softmax_loss(logits, targets, self.linear.weight, self.config.weight_decay, _NAME)
 
     def sample_logits(self, features: Tensor, n_samples: int, generator: torch.Generator | None = None) -> Tensor:
         """T logit samples (T, B, C) with independent feature-dropout masks drawn from ``generator``."""

@@ -20,6 +20,7 @@ from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt
 from torch import Tensor, nn
 
 from bayeshead.heads.base import HeadConfig, UncertaintyHead, check_class_targets, check_features
+from bayeshead.heads.deterministic import map_softmax_loss
 from bayeshead.registry import HEADS
 from bayeshead.types import CategoricalPredictive, LossTerms
 
@@ -77,14 +78,7 @@ class TemperatureHead(UncertaintyHead):
     def loss(self, features: Tensor, targets: Tensor) -> LossTerms:
         """The MAP objective on unscaled logits: mean cross-entropy + (λ/2)·‖W‖²."""
         logits = self.logits(features)
-        targets = check_class_targets(targets, logits.shape[0], self.num_outputs, _NAME)
-        nll = nn.functional.cross_entropy(logits, targets.to(logits.device))
-        parts = {"nll": nll}
-        total = nll
-        if self.config.weight_decay > 0:
-            parts["weight_decay"] = 0.5 * self.config.weight_decay * self.linear.weight.pow(2).sum()
-            total = total + parts["weight_decay"]
-        return LossTerms(total=total, parts=parts)
+        return map_softmax_loss(logits, targets, self.linear.weight, self.config.weight_decay, _NAME)
 
     @torch.no_grad()
     def fit_posthoc(self, features: Tensor, targets: Tensor, **kwargs: Any) -> None:

@@ -36,9 +36,9 @@ from bayeshead.heads.vbll_common import (
     VBLLConfigBase,
     WidthScaling,
     default_init_std,
+    elbo_terms,
     linear_rows,
     linear_shape,
-    noise_prior_term,
     prior_variance,
 )
 from bayeshead.registry import HEADS
@@ -120,13 +120,7 @@ class VBLLClassificationHead(UncertaintyHead):
     # -- interface ---------------------------------------------------------------------------
     def loss(self, features: Tensor, targets: Tensor) -> LossTerms:
         bound = -self.jensen_bound(features, targets).mean()
-        n = self.n_train
-        parts = {"bound": bound, "kl": self.kl() / n}
-        if self.config.noise_prior:
-            parts["noise_prior"] = (
-                noise_prior_term(self.noise_log_std, self.config.wishart_dof, self.config.wishart_scale) / n
-            )
-        return LossTerms(total=sum(parts.values()), parts=parts)  # type: ignore[arg-type]
+        return elbo_terms("bound", bound, self)
 
     def predict(
         self,

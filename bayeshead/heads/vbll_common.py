@@ -19,6 +19,7 @@ from torch import Tensor
 
 from bayeshead.heads.base import HeadConfig
 from bayeshead.heads.covariance import CovarianceKind
+from bayeshead.types import LossTerms
 
 __all__ = [
     "VBLLConfigBase",
@@ -91,6 +92,20 @@ def noise_prior_term(log_std: Tensor, dof: float, scale: float) -> Tensor:
     dof_eff = (dof + n + 1.0) / 2.0
     log_prec = -2.0 * log_std
     return -(dof_eff * log_prec.sum() - 0.5 * scale * log_prec.exp().sum())
+
+
+def elbo_terms(data_name: str, data_term: Tensor, head: Any) -> LossTerms:
+    """The per-example negative ELBO of a VBLL head: ``data_term`` (the batch-averaged negative
+    expected log-likelihood or Jensen bound, named ``data_name``) + KL/N (+ noise prior/N).
+
+    ``head`` provides ``kl()``, ``n_train``, ``noise_log_std`` and its VBLL config."""
+    n = head.n_train
+    parts = {data_name: data_term, "kl": head.kl() / n}
+    if head.config.noise_prior:
+        parts["noise_prior"] = (
+            noise_prior_term(head.noise_log_std, head.config.wishart_dof, head.config.wishart_scale) / n
+        )
+    return LossTerms(total=sum(parts.values()), parts=parts)  # type: ignore[arg-type]
 
 
 def linear_rows(source: Any, bias: Tensor | None, rows: int, width: int, head: str) -> tuple[Tensor, Tensor | None]:

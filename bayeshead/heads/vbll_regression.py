@@ -36,9 +36,9 @@ from bayeshead.heads.vbll_common import (
     WidthScaling,
     check_regression_targets,
     default_init_std,
+    elbo_terms,
     linear_rows,
     linear_shape,
-    noise_prior_term,
     prior_variance,
 )
 from bayeshead.registry import HEADS
@@ -113,13 +113,7 @@ class VBLLRegressionHead(UncertaintyHead):
     # -- interface ---------------------------------------------------------------------------
     def loss(self, features: Tensor, targets: Tensor) -> LossTerms:
         nll = -self.expected_log_likelihood(features, targets).mean()
-        n = self.n_train
-        parts = {"nll": nll, "kl": self.kl() / n}
-        if self.config.noise_prior:
-            parts["noise_prior"] = (
-                noise_prior_term(self.noise_log_std, self.config.wishart_dof, self.config.wishart_scale) / n
-            )
-        return LossTerms(total=sum(parts.values()), parts=parts)  # type: ignore[arg-type]
+        return elbo_terms("nll", nll, self)
 
     def predict(
         self,
