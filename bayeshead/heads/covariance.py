@@ -71,11 +71,17 @@ class GaussianRows(nn.Module):
         """exp(log_scale): σ (diagonal), diag(L) (dense) or √D (low rank); shape (R, d)."""
         return self.log_scale.exp()
 
+    def strict_lower(self) -> Tensor:
+        """The strictly lower triangle of the dense factor L, shape (R, d, d)."""
+        if self.kind != "dense":
+            raise ValueError("strict_lower() exists for the dense parameterization only")
+        return self.tril.tril(-1)
+
     def cholesky(self) -> Tensor:
         """The dense factor L = tril(tril, −1) + diag(exp(log_scale)), shape (R, d, d)."""
         if self.kind != "dense":
             raise ValueError("cholesky() exists for the dense parameterization only")
-        return self.tril.tril(-1) + torch.diag_embed(self.scale_diag())
+        return self.strict_lower() + torch.diag_embed(self.scale_diag())
 
     def covariance(self) -> Tensor:
         """S_r as dense (R, d, d) matrices (for tests and small d only)."""
@@ -88,10 +94,11 @@ class GaussianRows(nn.Module):
 
     def quadratic(self, phi: Tensor) -> Tensor:
         """φ_bᵀ S_r φ_b for a batch φ (B, d): shape (B, R), computed as squared norms."""
-        var_diag = self.scale_diag().pow(2)
         if self.kind == "dense":
-            proj = torch.einsum("bi,rij->brj", phi, self.cholesky())  # (Lᵀφ)ᵀ
+            # Lᵀφ = (strict lower part)ᵀφ + diag(L)⊙φ: never materialises diag_embed(diag(L)).
+            proj = torch.einsum("bi,rij->brj", phi, self.strict_lower()) + phi[:, None, :] * self.scale_diag()
             return proj.pow(2).sum(-1)
+        var_diag = self.scale_diag().pow(2)
         out = phi.pow(2) @ var_diag.transpose(0, 1)
         if self.kind == "lowrank":
             out = out + torch.einsum("bi,rik->brk", phi, self.factor).pow(2).sum(-1)
@@ -100,9 +107,9 @@ class GaussianRows(nn.Module):
     def weighted_trace(self, weights: Tensor) -> Tensor:
         """tr(S_r·diag(p)) for p (d,) ≥ 0: shape (R,). (tr(S Σ⁻¹) with p = 1/Σ.)"""
         var_diag = self.scale_diag().pow(2)
-        if self.kind == "dense":
-            return (self.cholesky().pow(2) * weights[:, None]).sum((-1, -2))
         out = (var_diag * weights).sum(-1)
+        if self.kind == "dense":  # Σ_ij L_ij² p_i, split into the strict lower part and the diagonal
+            return out + (self.strict_lower().pow(2) * weights[:, None]).sum((-1, -2))
         if self.kind == "lowrank":
             out = out + (self.factor.pow(2) * weights[:, None]).sum((-1, -2))
         return out
@@ -142,7 +149,7 @@ class GaussianRows(nn.Module):
         opts = {"dtype": self.mean.dtype, "device": self.mean.device, "generator": generator}
         eps = torch.randn(shape, **opts)
         if self.kind == "dense":
-            return self.mean + torch.einsum("rij,nrj->nri", self.cholesky(), eps)
+            return self.mean + torch.einsum("rij,nrj->nri", self.strict_lower(), eps) + self.scale_diag() * eps
         out = self.mean + self.scale_diag() * eps
         if self.kind == "lowrank":
             eps2 = torch.randn((n, self.rows, self.rank), **opts)
