@@ -26,7 +26,7 @@ class Backbone(nn.Module, ABC):
 
     @abstractmethod
     def features(self, batch: Mapping[str, Tensor]) -> Tensor:
-        """Pooled features (B, d) in fp32 for a tokenized batch."""
+        """Pooled features (B, d) for a tokenized batch: fp32 (fp64 for an fp64 backbone), never half precision."""
 
     def forward(self, batch: Mapping[str, Tensor]) -> Tensor:
         return self.features(batch)

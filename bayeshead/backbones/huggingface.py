@@ -152,4 +152,6 @@ class HuggingFaceBackbone(Backbone):
         hidden = getattr(out, "last_hidden_state", None)
         if hidden is None:
             hidden = out.hidden_states[-1]
-        return pool(hidden, inputs["attention_mask"], self.pooling).float()
+        pooled = pool(hidden, inputs["attention_mask"], self.pooling)
+        # Half-precision backbones give fp32 features; fp32/fp64 backbones keep their precision.
+        return pooled if pooled.dtype in (torch.float32, torch.float64) else pooled.float()

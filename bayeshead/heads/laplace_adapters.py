@@ -1,0 +1,289 @@
+"""Laplace over adapter parameters (Laplace-LoRA, Yang et al. 2024), a model-level method.
+
+θ are the adapter parameters (all LoRA ``lora_A``/``lora_B``, or only PoLAR's Θ with U, V
+fixed: a Gaussian on Θ ∈ R^{r×r} is well defined, one on Stiefel factors is not). The head stays
+at its MAP weights. With logits f_n = W·φ_n(θ) + b and J_n = ∂f_n/∂θ (C × P),
+
+    H = Σ_n J_nᵀ Λ_n J_n,   Λ_n = diag(p_n) − p_n p_nᵀ        (GGN of the softmax NLL)
+    posterior precision  H + δ·I,   Σ = (H + δ·I)⁻¹
+    GLM predictive       f ~ N(f_MAP, J Σ Jᵀ)  (probit or seeded MC link)
+    log Z(δ) = log p(D|θ*) − ½δ‖θ*‖² + ½P·log δ − ½·log|H + δ·I|
+
+J_n is computed exactly by reverse mode, one backward pass per (example, class): fine for the
+tiny models and few classes this is meant for. ``structure="diag"`` keeps diag(H) (P numbers),
+``"full"`` the dense P×P matrix (refused above :data:`MAX_FULL_PARAMETERS`). Covariance algebra
+is in float64; the backbone is used in place (never copied).
+
+    la = fit_adapter_laplace(model, train_batches, prior_precision=1.0, structure="full")
+    best = max(grid, key=la.log_marginal_likelihood); la.set_prior_precision(best)
+    predictive = la.predict(["a text"], link="probit")
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from bayeshead.heads.glm_predictive import mc_predictive, probit_predictive
+from bayeshead.types import CategoricalPredictive
+
+__all__ = ["AdapterLaplace", "fit_adapter_laplace", "adapter_laplace_parameters", "MAX_FULL_PARAMETERS"]
+
+MAX_FULL_PARAMETERS = 20_000
+_NAME = "adapter Laplace"
+Batch = Mapping[str, Tensor] | Sequence[str]
+
+
+def adapter_laplace_parameters(
+    model: nn.Module, params: str = "auto"
+) -> tuple[list[str], list[nn.Parameter]]:
+    """Names and parameters θ for ``params`` in ``"lora"``, ``"polar_theta"`` or ``"auto"``."""
+    from bayeshead.adapters import LoRALinear, PoLARLinear, adapter_modules
+
+    if params in ("U", "V", "polar", "polar_U", "polar_V", "polar_uv", "stiefel"):
+        raise ValueError(
+            f"{_NAME}: params={params!r} would put a Gaussian on PoLAR's Stiefel factors U, V, which "
+            "is not defined (they live on a manifold); use params='polar_theta' (U, V kept fixed)"
+        )
+    adapters = adapter_modules(model)
+    lora = {n: a for n, a in adapters.items() if isinstance(a, LoRALinear)}
+    polar = {n: a for n, a in adapters.items() if isinstance(a, PoLARLinear)}
+    if params == "auto":
+        if lora and polar:
+            raise ValueError(f"{_NAME}: the model holds both LoRA and PoLAR adapters; pass params explicitly")
+        params = "lora" if lora else "polar_theta" if polar else ""
+        if not params:
+            raise ValueError(f"{_NAME}: the model holds no LoRA or PoLAR adapters; inject_adapters first")
+    if params == "lora":
+        chosen = [(f"{n}.{p}", getattr(a, p)) for n, a in lora.items() for p in ("lora_A", "lora_B")]
+    elif params == "polar_theta":
+        chosen = [(f"{n}.theta", a.theta) for n, a in polar.items()]
+    else:
+        raise ValueError(f"{_NAME}: params must be 'lora', 'polar_theta' or 'auto', got {params!r}")
+    if not chosen:
+        raise ValueError(f"{_NAME}: params={params!r} but the model holds no such adapters")
+    merged = [n for n, a in adapters.items() if a.merged]
+    if merged:
+        raise ValueError(f"{_NAME}: adapters {merged[:5]} are merged; unmerge_adapters(model) first")
+    return [n for n, _ in chosen], [p for _, p in chosen]
+
+
+def _head_linear(model: nn.Module) -> nn.Linear:
+    linear = getattr(model.head, "linear", None)
+    if not isinstance(linear, nn.Linear):
+        raise TypeError(
+            f"{_NAME}: the head must have a MAP linear layer `.linear` (deterministic or laplace "
+            f"head), got {type(model.head).__name__}"
+        )
+    return linear
+
+
+def _slice(batch: Mapping[str, Tensor], i: int) -> dict[str, Tensor]:
+    return {k: v[i : i + 1] for k, v in batch.items() if isinstance(v, Tensor)}
+
+
+class _Jacobians:
+    """Logits and per-example Jacobians J (B, C, P) of the model w.r.t. θ, in float64."""
+
+    def __init__(self, model: nn.Module, params: list[nn.Parameter]) -> None:
+        self.model = model
+        self.params = params
+        self.linear = _head_linear(model)
+
+    def as_batch(self, batch: Batch) -> Mapping[str, Tensor]:
+        if isinstance(batch, Mapping):
+            return batch
+        return self.model.backbone.tokenize(list(batch))
+
+    def logits(self, batch: Mapping[str, Tensor]) -> Tensor:
+        phi = self.model.backbone.features(batch).to(torch.float64)
+        w = self.linear.weight.detach().to(torch.float64)
+        b = None if self.linear.bias is None else self.linear.bias.detach().to(torch.float64)
+        return nn.functional.linear(phi, w, b)
+
+    def __call__(self, batch: Batch) -> tuple[Tensor, Tensor]:
+        batch = self.as_batch(batch)
+        n = int(batch["input_ids"].shape[0])
+        was_training = self.model.training
+        flags = [p.requires_grad for p in self.params]
+        self.model.eval()
+        try:
+            for p in self.params:
+                p.requires_grad_(True)
+            means, jacs = [], []
+            with torch.enable_grad():
+                for i in range(n):  # one example at a time: J_n is per example
+                    f = self.logits(_slice(batch, i))[0]
+                    rows = []
+                    for c in range(f.shape[0]):
+                        grads = torch.autograd.grad(
+                            f[c], self.params, retain_graph=c + 1 < f.shape[0], allow_unused=True
+                        )
+                        rows.append(
+                            torch.cat(
+                                [
+                                    (torch.zeros_like(p) if g is None else g).reshape(-1).to(torch.float64)
+                                    for g, p in zip(grads, self.params, strict=True)
+                                ]
+                            )
+                        )
+                    means.append(f.detach())
+                    jacs.append(torch.stack(rows))
+        finally:
+            for p, flag in zip(self.params, flags, strict=True):
+                p.requires_grad_(flag)
+            self.model.train(was_training)
+        return torch.stack(means), torch.stack(jacs)
+
+
+class AdapterLaplace:
+    """The fitted Laplace posterior over adapter parameters; see the module docstring."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        names: list[str],
+        params: list[nn.Parameter],
+        ggn: Tensor,
+        structure: Literal["diag", "full"],
+        map_nll: Tensor,
+        n_data: int,
+        prior_precision: float,
+    ) -> None:
+        self.model = model
+        self.names = names
+        self.params = params
+        self.ggn = ggn
+        self.structure = structure
+        self.map_nll = map_nll
+        self.n_data = n_data
+        self._jac = _Jacobians(model, params)
+        self.set_prior_precision(prior_precision)
+
+    @property
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.params)
+
+    def mean(self) -> Tensor:
+        """θ* flattened in the order of :attr:`names` (float64)."""
+        return torch.cat([p.detach().reshape(-1).to(torch.float64) for p in self.params])
+
+    def _check_delta(self, prior_precision: float | Tensor) -> Tensor:
+        delta = torch.as_tensor(prior_precision, dtype=torch.float64, device=self.ggn.device)
+        if delta.dim() != 0 or not bool(torch.isfinite(delta)) or float(delta) <= 0:
+            raise ValueError(f"{_NAME}: prior_precision must be a positive finite scalar, got {prior_precision}")
+        return delta
+
+    def _precision(self, delta: Tensor) -> Tensor:
+        if self.structure == "diag":
+            return self.ggn + delta
+        return self.ggn + delta * torch.eye(self.ggn.shape[0], dtype=self.ggn.dtype, device=self.ggn.device)
+
+    def set_prior_precision(self, prior_precision: float | Tensor) -> None:
+        self.prior_precision = self._check_delta(prior_precision)
+        precision = self._precision(self.prior_precision)
+        self._factor = precision if self.structure == "diag" else torch.linalg.cholesky(precision)
+
+    def posterior_covariance(self) -> Tensor:
+        """Σ = (H + δI)⁻¹: its diagonal (P,) for ``diag``, the dense (P, P) for ``full``."""
+        if self.structure == "diag":
+            return 1.0 / self._factor
+        return torch.cholesky_inverse(self._factor)
+
+    def log_marginal_likelihood(self, prior_precision: float | Tensor | None = None) -> Tensor:
+        """log p(D|θ*) − ½δ‖θ*‖² + ½P·log δ − ½·log|H + δI| (float64 scalar)."""
+        delta = self.prior_precision if prior_precision is None else self._check_delta(prior_precision)
+        precision = self._precision(delta)
+        if self.structure == "diag":
+            logdet = precision.log().sum()
+        else:
+            logdet = 2.0 * torch.linalg.cholesky(precision).diagonal().log().sum()
+        theta = self.mean().to(self.ggn.device)
+        p = theta.numel()
+        return -self.map_nll - 0.5 * delta * theta.square().sum() + 0.5 * p * delta.log() - 0.5 * logdet
+
+    @torch.no_grad()
+    def logit_moments(self, batch: Batch) -> tuple[Tensor, Tensor]:
+        """f_MAP (B, C) and J Σ Jᵀ (B, C, C) in float64."""
+        mean, jac = self._jac(batch)
+        jac = jac.to(self.ggn.device)
+        if self.structure == "diag":
+            cov = torch.einsum("bcp,p,bdp->bcd", jac, 1.0 / self._factor, jac)
+        else:
+            half = torch.linalg.solve_triangular(self._factor, jac.transpose(1, 2), upper=False)  # L⁻¹Jᵀ
+            cov = half.transpose(1, 2) @ half
+        return mean, 0.5 * (cov + cov.transpose(1, 2))
+
+    def predict(
+        self,
+        batch: Batch,
+        *,
+        link: Literal["probit", "mc"] = "probit",
+        n_samples: int = 1000,
+        generator: torch.Generator | None = None,
+    ) -> CategoricalPredictive:
+        """GLM predictive for a tokenized batch or a list of texts."""
+        mean, cov = self.logit_moments(batch)
+        if link == "probit":
+            return probit_predictive(mean, cov)
+        if link == "mc":
+            return mc_predictive(mean, cov, n_samples, generator)
+        raise ValueError(f"{_NAME}: link must be 'probit' or 'mc', got {link!r}")
+
+    def __repr__(self) -> str:
+        return (
+            f"AdapterLaplace(P={self.num_parameters}, structure={self.structure!r}, "
+            f"prior_precision={float(self.prior_precision):g}, n_data={self.n_data})"
+        )
+
+
+def fit_adapter_laplace(
+    model: nn.Module,
+    batches: Iterable[tuple[Batch, Tensor]],
+    *,
+    params: Literal["auto", "lora", "polar_theta"] = "auto",
+    prior_precision: float = 1.0,
+    structure: Literal["diag", "full"] = "diag",
+) -> AdapterLaplace:
+    """Fit the GGN-Laplace posterior over the adapter parameters of ``model`` (a
+    :class:`~bayeshead.model.BayesianModel`) at its current (MAP) weights on ``batches`` of
+    (tokenized batch or list of texts, class targets)."""
+    if structure not in ("diag", "full"):
+        raise ValueError(f"{_NAME}: structure must be 'diag' or 'full', got {structure!r}")
+    names, plist = adapter_laplace_parameters(model.backbone.model, params)
+    p = sum(t.numel() for t in plist)
+    if structure == "full" and p > MAX_FULL_PARAMETERS:
+        raise ValueError(
+            f"{_NAME}: structure='full' needs a dense {p}×{p} matrix; above {MAX_FULL_PARAMETERS} "
+            "parameters use structure='diag' (or fewer adapted modules / a lower rank)"
+        )
+    jacobians = _Jacobians(model, plist)
+    device = plist[0].device
+    ggn = torch.zeros((p,) if structure == "diag" else (p, p), dtype=torch.float64, device=device)
+    nll = torch.zeros((), dtype=torch.float64, device=device)
+    n_data = 0
+    for batch, targets in batches:
+        logits, jac = jacobians(batch)
+        targets = torch.as_tensor(targets, device=logits.device).long().reshape(-1)
+        if targets.shape[0] != logits.shape[0]:
+            raise ValueError(f"{_NAME}: {targets.shape[0]} targets for a batch of {logits.shape[0]}")
+        if targets.numel() and (int(targets.min()) < 0 or int(targets.max()) >= logits.shape[1]):
+            raise ValueError(f"{_NAME}: targets must lie in [0, {logits.shape[1]})")
+        probs = torch.softmax(logits, dim=-1)
+        lam = torch.diag_embed(probs) - probs.unsqueeze(2) * probs.unsqueeze(1)  # (B, C, C)
+        jac = jac.to(device)
+        lam_j = lam.to(device) @ jac  # (B, C, P)
+        if structure == "diag":
+            ggn += (jac * lam_j).sum(dim=(0, 1))
+        else:
+            ggn += torch.einsum("bcp,bcq->pq", jac, lam_j)
+        nll += nn.functional.cross_entropy(logits, targets, reduction="sum").to(device)
+        n_data += int(targets.shape[0])
+    if n_data == 0:
+        raise ValueError(f"{_NAME}: needs at least one training example, got none")
+    if structure == "full":
+        ggn = 0.5 * (ggn + ggn.T)
+    return AdapterLaplace(model, names, plist, ggn, structure, nll, n_data, prior_precision)
