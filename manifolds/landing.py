@@ -27,12 +27,12 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import torch
-from pydantic import Field, NonNegativeFloat, PositiveFloat
+from pydantic import Field, NonNegativeFloat
 from torch import Tensor
 
-from bayeshead.config import ComponentConfig
 from bayeshead.manifolds._adamw_step import adamw_update
 from bayeshead.manifolds._groups import param_geometry, torch_groups
+from bayeshead.manifolds.adam_config import ManifoldAdamConfig
 from bayeshead.manifolds.geometry import ParamGroup
 from bayeshead.registry import OPTIMIZERS
 
@@ -55,17 +55,8 @@ def landing_field(x: Tensor, grad: Tensor, penalty: float) -> Tensor:
     return rel + penalty * (x @ (gram - eye))
 
 
-class LandingConfig(ComponentConfig):
+class LandingConfig(ManifoldAdamConfig):
     kind: Literal["landing"] = "landing"
-    lr: PositiveFloat = Field(1e-3, description="Learning rate (all groups unless stiefel_lr is set).")
-    betas: tuple[float, float] = (0.9, 0.999)
-    eps: PositiveFloat = 1e-8
-    weight_decay: NonNegativeFloat = Field(
-        0.0, description="Decoupled (AdamW) weight decay of the Euclidean parameters only."
-    )
-    stiefel_lr: PositiveFloat | None = Field(
-        None, description="Learning rate of the Stiefel factors (None: use lr)."
-    )
     penalty: NonNegativeFloat = Field(
         DEFAULT_PENALTY,
         description="λ, the weight of the attraction term λ·X(XᵀX − I) of the landing field "

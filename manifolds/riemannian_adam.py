@@ -21,11 +21,11 @@ from typing import Any, Literal
 
 import geoopt
 import torch
-from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt
+from pydantic import Field, PositiveInt
 
-from bayeshead.config import ComponentConfig
 from bayeshead.manifolds._adamw_step import adamw_update, init_adam_state
 from bayeshead.manifolds._groups import param_geometry, torch_groups
+from bayeshead.manifolds.adam_config import ManifoldAdamConfig
 from bayeshead.manifolds.geometry import ParamGroup
 from bayeshead.registry import OPTIMIZERS
 
@@ -34,17 +34,8 @@ __all__ = ["RiemannianAdamConfig", "RiemannianAdamW", "build_riemannian_adam"]
 _STIEFEL = geoopt.EuclideanStiefel()
 
 
-class RiemannianAdamConfig(ComponentConfig):
+class RiemannianAdamConfig(ManifoldAdamConfig):
     kind: Literal["riemannian_adam"] = "riemannian_adam"
-    lr: PositiveFloat = Field(1e-3, description="Learning rate (all groups unless stiefel_lr is set).")
-    betas: tuple[float, float] = (0.9, 0.999)
-    eps: PositiveFloat = 1e-8
-    weight_decay: NonNegativeFloat = Field(
-        0.0, description="Decoupled (AdamW) weight decay of the Euclidean parameters only."
-    )
-    stiefel_lr: PositiveFloat | None = Field(
-        None, description="Learning rate of the Stiefel factors (None: use lr)."
-    )
     stabilize: PositiveInt | None = Field(
         None,
         description="Every this many steps, project Stiefel factors back onto the manifold "

@@ -24,7 +24,7 @@ sampling the last layer. The prior variance defaults to 2·s₀/d as in vbll.
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 from pydantic import Field, PositiveFloat, PositiveInt
@@ -33,12 +33,11 @@ from torch import Tensor, nn
 from bayeshead.heads.base import UncertaintyHead, check_class_targets, check_features
 from bayeshead.heads.covariance import GaussianRows
 from bayeshead.heads.vbll_common import (
+    LinearInitMixin,
     VBLLConfigBase,
     WidthScaling,
     default_init_std,
     elbo_terms,
-    linear_rows,
-    linear_shape,
     prior_variance,
 )
 from bayeshead.registry import HEADS
@@ -71,7 +70,7 @@ class VBLLClassificationConfig(VBLLConfigBase):
 
 
 @HEADS.register("vbll_classification", config=VBLLClassificationConfig)
-class VBLLClassificationHead(UncertaintyHead):
+class VBLLClassificationHead(LinearInitMixin, UncertaintyHead):
     """Discriminative variational Bayesian last layer: Jensen-bound ELBO, probit or Monte-Carlo predictive."""
 
     Config = VBLLClassificationConfig
@@ -153,28 +152,6 @@ class VBLLClassificationHead(UncertaintyHead):
         """Replace every S_c by ``covariances[c]`` (needs covariance='dense'); the means and the
         logit noise σ_ε are kept, so the predictive variance becomes φᵀS_cφ + σ²_ε."""
         self.posterior.set_dense_covariance(covariances)
-
-    # -- initialisation from a point estimate ----------------------------------------------------
-    @torch.no_grad()
-    def init_from_linear(self, weight: Any, bias: Tensor | None = None) -> VBLLClassificationHead:
-        """Set the posterior means to trained rows ``weight`` (C, d) (a tensor such as LM-head rows,
-        an ``nn.Linear`` or a ``DeterministicHead``) and the bias, if any; covariances unchanged."""
-        w, b = linear_rows(weight, bias, self.num_outputs, self.in_features, _NAME)
-        self.posterior.set_mean(w)
-        if b is not None:
-            if self.bias is None:
-                raise ValueError(f"{_NAME}: got a bias but the head has none; set bias=True in its config")
-            self.bias.copy_(b.to(self.bias.dtype))
-        return self
-
-    @classmethod
-    def from_linear(
-        cls, weight: Any, bias: Tensor | None = None, config: VBLLClassificationConfig | None = None
-    ) -> VBLLClassificationHead:
-        """A new head whose means are ``weight``'s rows; the config's ``bias`` follows the source."""
-        w, b = linear_rows(weight, bias, *linear_shape(weight), _NAME)
-        cfg = (config or cls.Config()).model_copy(update={"bias": b is not None})
-        return cls(w.shape[1], w.shape[0], cfg).init_from_linear(w, b)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, prior_var={self.prior_var:.4g}, predictive={self.config.predictive!r}"

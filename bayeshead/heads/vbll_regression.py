@@ -23,7 +23,7 @@ omitting the constant −d/2 per row), for k > 1 this head follows the formula a
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 from pydantic import Field, PositiveFloat
@@ -32,13 +32,12 @@ from torch import Tensor, nn
 from bayeshead.heads.base import UncertaintyHead, check_features
 from bayeshead.heads.covariance import GaussianRows
 from bayeshead.heads.vbll_common import (
+    LinearInitMixin,
     VBLLConfigBase,
     WidthScaling,
     check_regression_targets,
     default_init_std,
     elbo_terms,
-    linear_rows,
-    linear_shape,
     prior_variance,
 )
 from bayeshead.registry import HEADS
@@ -60,7 +59,7 @@ class VBLLRegressionConfig(VBLLConfigBase):
 
 
 @HEADS.register("vbll_regression", config=VBLLRegressionConfig)
-class VBLLRegressionHead(UncertaintyHead):
+class VBLLRegressionHead(LinearInitMixin, UncertaintyHead):
     """Variational Bayesian last layer for regression: exact ELBO, closed-form Gaussian predictive."""
 
     Config = VBLLRegressionConfig
@@ -125,28 +124,6 @@ class VBLLRegressionHead(UncertaintyHead):
         """N(w̄_jᵀφ + b_j, φᵀS_jφ + σ_j²), closed form; ``n_samples``/``generator`` are ignored."""
         mean, wvar = self.mean_and_var(features)
         return GaussianPredictive(mean=mean, var=wvar + self.noise_var())
-
-    # -- initialisation from a point estimate ----------------------------------------------------
-    @torch.no_grad()
-    def init_from_linear(self, weight: Any, bias: Tensor | None = None) -> VBLLRegressionHead:
-        """Set the posterior means to trained rows ``weight`` (k, d) (a tensor, an ``nn.Linear`` or
-        a head with ``.weight``) and the bias, if any; the covariances are left as they are."""
-        w, b = linear_rows(weight, bias, self.num_outputs, self.in_features, _NAME)
-        self.posterior.set_mean(w)
-        if b is not None:
-            if self.bias is None:
-                raise ValueError(f"{_NAME}: got a bias but the head has none; set bias=True in its config")
-            self.bias.copy_(b.to(self.bias.dtype))
-        return self
-
-    @classmethod
-    def from_linear(
-        cls, weight: Any, bias: Tensor | None = None, config: VBLLRegressionConfig | None = None
-    ) -> VBLLRegressionHead:
-        """A new head whose means are ``weight``'s rows; the config's ``bias`` follows the source."""
-        w, b = linear_rows(weight, bias, *linear_shape(weight), _NAME)
-        cfg = (config or cls.Config()).model_copy(update={"bias": b is not None})
-        return cls(w.shape[1], w.shape[0], cfg).init_from_linear(w, b)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, prior_var={self.prior_var:.4g}"
