@@ -28,18 +28,15 @@ from typing import Literal
 
 import torch
 from pydantic import Field, PositiveFloat, PositiveInt
-from torch import Tensor, nn
+from torch import Tensor
 
-from bayeshead.heads.base import UncertaintyHead, check_class_targets, check_features
-from bayeshead.heads.covariance import GaussianRows
+from bayeshead.heads.base import check_class_targets
 from bayeshead.heads.vbll_common import (
-    LinearInitMixin,
     VBLLConfigBase,
     WidthScaling,
-    default_init_std,
     elbo_terms,
-    prior_variance,
 )
+from bayeshead.heads.vbll_rows import VBLLRowsHead
 from bayeshead.registry import HEADS
 from bayeshead.types import CategoricalPredictive, LossTerms
 
@@ -70,40 +67,17 @@ class VBLLClassificationConfig(VBLLConfigBase):
 
 
 @HEADS.register("vbll_classification", config=VBLLClassificationConfig)
-class VBLLClassificationHead(LinearInitMixin, UncertaintyHead):
+class VBLLClassificationHead(VBLLRowsHead):
     """Discriminative variational Bayesian last layer: Jensen-bound ELBO, probit or Monte-Carlo predictive."""
 
     Config = VBLLClassificationConfig
     config: VBLLClassificationConfig
 
-    def __init__(
-        self, in_features: int, num_outputs: int, config: VBLLClassificationConfig | None = None
-    ) -> None:
-        super().__init__(in_features, num_outputs, config)
-        cfg = self.config
-        self.prior_var = prior_variance(cfg.prior_scale, cfg.prior_width_scaling, in_features)
-        self.posterior = GaussianRows(
-            num_outputs,
-            in_features,
-            cfg.covariance,
-            rank=cfg.lowrank_rank if cfg.covariance == "lowrank" else None,
-            init_std=default_init_std(cfg.init_std, in_features),
-            mean_std=math.sqrt(self.prior_var),
-        )
-        self.noise_log_std = nn.Parameter(
-            torch.full((num_outputs,), math.log(cfg.noise_init)), requires_grad=cfg.learn_noise
-        )
-        self.bias = nn.Parameter(torch.zeros(num_outputs)) if cfg.bias else None
-
     # -- pieces ------------------------------------------------------------------------------
     def logit_moments(self, features: Tensor) -> tuple[Tensor, Tensor]:
         """μ = W̄φ + b and v = φᵀS_cφ + σ²_ε, both (B, C)."""
-        phi = check_features(features, self.in_features, _NAME).to(self.posterior.mean.dtype)
-        mean = phi @ self.posterior.mean.transpose(0, 1)
-        if self.bias is not None:
-            mean = mean + self.bias
-        var = self.posterior.quadratic(phi) + (2.0 * self.noise_log_std).exp()
-        return mean, var
+        mean, quadratic = self.mean_and_quadratic(features)
+        return mean, quadratic + (2.0 * self.noise_log_std).exp()
 
     def jensen_bound(self, features: Tensor, targets: Tensor) -> Tensor:
         """μ_y − log Σ_c exp(μ_c + ½ v_c) per example, shape (B,)."""
@@ -111,10 +85,6 @@ class VBLLClassificationHead(LinearInitMixin, UncertaintyHead):
         y = check_class_targets(targets, mean.shape[0], self.num_outputs, _NAME).to(mean.device)
         linear = mean.gather(-1, y.unsqueeze(-1)).squeeze(-1)
         return linear - torch.logsumexp(mean + 0.5 * var, dim=-1)
-
-    def kl(self) -> Tensor:
-        """Σ_c KL(q(w_c) ‖ N(0, s·I))."""
-        return self.posterior.kl(self.prior_var)
 
     # -- interface ---------------------------------------------------------------------------
     def loss(self, features: Tensor, targets: Tensor) -> LossTerms:

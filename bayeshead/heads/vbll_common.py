@@ -162,37 +162,3 @@ def linear_shape(source: Any) -> tuple[int, int]:
     if not isinstance(weight, Tensor) or weight.dim() != 2:
         raise TypeError(f"expected (C, d) weight rows or a module with .weight, got {type(source).__name__}")
     return int(weight.shape[0]), int(weight.shape[1])
-
-
-class LinearInitMixin:
-    """``init_from_linear`` / ``from_linear`` for VBLL heads whose posterior rows are the rows of
-    a linear layer (regression, discriminative classification)."""
-
-    # Provided by the head class the mixin is combined with.
-    Config: Any
-    config: Any
-    num_outputs: int
-    in_features: int
-    posterior: Any
-    bias: Any
-
-    @torch.no_grad()
-    def init_from_linear(self, weight: Any, bias: Tensor | None = None) -> Any:
-        """Set the posterior means to trained rows ``weight`` (a (rows, d) tensor such as LM-head
-        rows, an ``nn.Linear`` or a ``DeterministicHead``) and the bias, if any; covariances unchanged."""
-        name = f"{self.config.kind} head"
-        w, b = linear_rows(weight, bias, self.num_outputs, self.in_features, name)
-        self.posterior.set_mean(w)
-        if b is not None:
-            if self.bias is None:
-                raise ValueError(f"{name}: got a bias but the head has none; set bias=True in its config")
-            self.bias.copy_(b.to(self.bias.dtype))
-        return self
-
-    @classmethod
-    def from_linear(cls, weight: Any, bias: Tensor | None = None, config: Any = None) -> Any:
-        """A new head whose means are ``weight``'s rows; the config's ``bias`` follows the source."""
-        cfg = config or cls.Config()
-        w, b = linear_rows(weight, bias, *linear_shape(weight), f"{cfg.kind} head")
-        cfg = cfg.model_copy(update={"bias": b is not None})
-        return cls(w.shape[1], w.shape[0], cfg).init_from_linear(w, b)  # type: ignore[call-arg]

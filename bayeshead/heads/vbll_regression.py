@@ -27,19 +27,15 @@ from typing import Literal
 
 import torch
 from pydantic import Field, PositiveFloat
-from torch import Tensor, nn
+from torch import Tensor
 
-from bayeshead.heads.base import UncertaintyHead, check_features
-from bayeshead.heads.covariance import GaussianRows
 from bayeshead.heads.vbll_common import (
-    LinearInitMixin,
     VBLLConfigBase,
     WidthScaling,
     check_regression_targets,
-    default_init_std,
     elbo_terms,
-    prior_variance,
 )
+from bayeshead.heads.vbll_rows import VBLLRowsHead
 from bayeshead.registry import HEADS
 from bayeshead.types import GaussianPredictive, LossTerms
 
@@ -59,55 +55,26 @@ class VBLLRegressionConfig(VBLLConfigBase):
 
 
 @HEADS.register("vbll_regression", config=VBLLRegressionConfig)
-class VBLLRegressionHead(LinearInitMixin, UncertaintyHead):
+class VBLLRegressionHead(VBLLRowsHead):
     """Variational Bayesian last layer for regression: exact ELBO, closed-form Gaussian predictive."""
 
     Config = VBLLRegressionConfig
     config: VBLLRegressionConfig
     task_type = "regression"
 
-    def __init__(self, in_features: int, num_outputs: int, config: VBLLRegressionConfig | None = None) -> None:
-        super().__init__(in_features, num_outputs, config)
-        cfg = self.config
-        self.prior_var = prior_variance(cfg.prior_scale, cfg.prior_width_scaling, in_features)
-        self.posterior = GaussianRows(
-            num_outputs,
-            in_features,
-            cfg.covariance,
-            rank=cfg.lowrank_rank if cfg.covariance == "lowrank" else None,
-            init_std=default_init_std(cfg.init_std, in_features),
-            mean_std=math.sqrt(self.prior_var),
-        )
-        self.noise_log_std = nn.Parameter(
-            torch.full((num_outputs,), math.log(cfg.noise_init)), requires_grad=cfg.learn_noise
-        )
-        self.bias = nn.Parameter(torch.zeros(num_outputs)) if cfg.bias else None
-
     # -- pieces ------------------------------------------------------------------------------
     def noise_var(self) -> Tensor:
         """σ_j², shape (k,)."""
         return (2.0 * self.noise_log_std).exp()
 
-    def mean_and_var(self, features: Tensor) -> tuple[Tensor, Tensor]:
-        """w̄_jᵀφ + b_j and φᵀS_jφ (the weight part of the variance), both (B, k)."""
-        phi = check_features(features, self.in_features, _NAME).to(self.posterior.mean.dtype)
-        mean = phi @ self.posterior.mean.transpose(0, 1)
-        if self.bias is not None:
-            mean = mean + self.bias
-        return mean, self.posterior.quadratic(phi)
-
     def expected_log_likelihood(self, features: Tensor, targets: Tensor) -> Tensor:
         """Σ_j E_q[log N(y_j | w_jᵀφ, σ_j²)] per example, shape (B,) (closed form)."""
-        mean, wvar = self.mean_and_var(features)
+        mean, wvar = self.mean_and_quadratic(features)
         y = check_regression_targets(targets, mean.shape[0], self.num_outputs, _NAME)
         y = y.to(device=mean.device, dtype=mean.dtype)
         noise_var = self.noise_var()
         log_lik = -0.5 * (math.log(2 * math.pi) + 2.0 * self.noise_log_std + (y - mean).pow(2) / noise_var)
         return (log_lik - 0.5 * wvar / noise_var).sum(-1)
-
-    def kl(self) -> Tensor:
-        """Σ_j KL(q(w_j) ‖ N(0, s·I))."""
-        return self.posterior.kl(self.prior_var)
 
     # -- interface ---------------------------------------------------------------------------
     def loss(self, features: Tensor, targets: Tensor) -> LossTerms:
@@ -122,7 +89,7 @@ class VBLLRegressionHead(LinearInitMixin, UncertaintyHead):
         generator: torch.Generator | None = None,
     ) -> GaussianPredictive:
         """N(w̄_jᵀφ + b_j, φᵀS_jφ + σ_j²), closed form; ``n_samples``/``generator`` are ignored."""
-        mean, wvar = self.mean_and_var(features)
+        mean, wvar = self.mean_and_quadratic(features)
         return GaussianPredictive(mean=mean, var=wvar + self.noise_var())
 
     def extra_repr(self) -> str:
