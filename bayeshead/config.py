@@ -24,6 +24,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    NonNegativeInt,
     PositiveFloat,
     PositiveInt,
     SerializeAsAny,
@@ -121,13 +122,49 @@ class BackboneConfig(StrictModel):
 
 
 class TrainingConfig(StrictModel):
-    """How :meth:`BayesianModel.fit` loops over the data."""
+    """How :class:`~bayeshead.training.Trainer` (and :meth:`BayesianModel.fit`) loops over the data."""
 
     epochs: PositiveInt = 1
-    batch_size: PositiveInt = 16
-    max_steps: PositiveInt | None = Field(None, description="Stop after this many optimizer steps.")
+    batch_size: PositiveInt = Field(16, description="Global mini-batch size (split across DDP ranks).")
+    max_steps: PositiveInt | None = Field(None, description="Stop after this many mini-batches.")
     seed: int = 0
-    grad_clip: PositiveFloat | None = 1.0
+    mode: Literal["alternating", "joint"] = Field(
+        "alternating",
+        description="alternating: per mini-batch a head block on detached features, then an adapter "
+        "block with the head frozen (the PoLAR-VBLL recipe); joint: one optimizer step over everything.",
+    )
+    head_steps: PositiveInt = Field(1, description="Head-block optimizer steps per mini-batch (k_head).")
+    head_lr: PositiveFloat | None = Field(
+        None, description="Adam learning rate of the head block (None: the optimizer's lr)."
+    )
+    warmup_steps: NonNegativeInt = Field(0, description="Linear learning-rate warm-up from 0 over this many steps.")
+    schedule: Literal["constant", "linear", "cosine"] = Field(
+        "constant", description="Learning-rate decay after warm-up, to 0 at the last step."
+    )
+    grad_clip: PositiveFloat | None = Field(1.0, description="Clip the global gradient norm of each block.")
+    eval_every: PositiveInt | None = Field(
+        None, description="Validation NLL every this many steps (None: after every epoch)."
+    )
+    early_stopping_patience: PositiveInt | None = Field(
+        None,
+        description="Stop after this many validations without a better validation NLL and restore "
+        "the best parameters (None: no early stopping).",
+    )
+    laplace_refine: bool = Field(
+        False,
+        description="After training, replace a VBLL classification head's covariances by the "
+        "last-layer Laplace ones at its mean (the '+LA' variant).",
+    )
+    laplace_prior_precision: PositiveFloat | None = Field(
+        None, description="Prior precision of the Laplace refinement (None: 1 / the head's prior variance)."
+    )
+    checkpoint_every: PositiveInt | None = Field(
+        None, description="Write a checkpoint every this many steps (needs a checkpoint directory)."
+    )
+    keep_checkpoints: PositiveInt = Field(2, description="How many recent checkpoints to keep.")
+    log_every: PositiveInt = Field(
+        10, description="Log adapter diagnostics (orthogonality error, stable rank) every this many steps."
+    )
     progress: bool = Field(True, description="Show tqdm progress bars.")
 
 

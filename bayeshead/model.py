@@ -95,20 +95,32 @@ class BayesianModel(nn.Module):
         """The head's predictive for a tokenized batch or a list of texts (eval mode)."""
         was_training = self.training
         self.eval()
+        if n_samples is None:
+            n_samples = self.config.evaluation.n_samples
         try:
+            if self.head.backbone_passes > 1:  # e.g. MC dropout inside backbone and adapters
+                from bayeshead.heads.mc_dropout import mc_dropout_predict
+
+                return mc_dropout_predict(self, self._as_batch(batch), n_samples=n_samples, generator=generator)
             features = self.features(batch)
-            if n_samples is None:
-                n_samples = self.config.evaluation.n_samples
             return self.head.predict(features, n_samples=n_samples, generator=generator)
         finally:
             self.train(was_training)
 
-    def fit(self, train: Any, val: Any = None) -> list[dict[str, float]]:
+    def fit(
+        self,
+        train: Any,
+        val: Any = None,
+        *,
+        checkpoint_dir: str | Path | None = None,
+        resume: bool = False,
+    ) -> list[dict[str, float]]:
         """Train on a :class:`~bayeshead.data.TextDataset` with the config's optimizer and
-        training options; returns one log row per optimizer step."""
-        from bayeshead.fit_loop import fit_model
+        training options (alternating or joint, see :class:`~bayeshead.training.Trainer`), then
+        run the head's post-hoc fit; returns one log row per mini-batch."""
+        from bayeshead.training import Trainer
 
-        return fit_model(self, train, val)
+        return Trainer(self, checkpoint_dir=checkpoint_dir, resume=resume).fit(train, val)
 
     # -- persistence ---------------------------------------------------------------------------
     def save_pretrained(self, directory: str | Path) -> Path:

@@ -39,3 +39,25 @@ def tiny_decoder(kind: str, vocab_size: int, seed: int = 0):
     model = AutoModelForCausalLM.from_config(config)
     model.eval()
     return model
+
+
+SENTIMENT = (
+    ["great film", "loved it", "awful plot", "boring and bad", "a masterpiece", "a waste of time",
+     "truly wonderful acting", "terrible, avoid", "fun from start to end", "dull and slow",
+     "brilliant score", "the worst sequel"],
+    [1, 1, 0, 0, 1, 0, 1, 0, 1, 0, 1, 0],
+)
+
+
+def tiny_model(tokenizer, overrides=(), num_outputs: int = 2, dtype=torch.float32, seed: int = 0):
+    """A BayesianModel on a tiny random Llama (last-token pooling) built from config overrides."""
+    from bayeshead.backbones.huggingface import HuggingFaceBackbone
+    from bayeshead.config import load_config
+    from bayeshead.model import BayesianModel
+
+    config = load_config(overrides=["training.progress=false", *overrides])
+    net = tiny_decoder("llama", tokenizer.vocab_size, seed=seed).to(dtype)
+    backbone = HuggingFaceBackbone(net, tokenizer, pooling="last_token", max_length=32)
+    torch.manual_seed(seed)
+    model = BayesianModel.from_config(config, num_outputs=num_outputs, backbone=backbone)
+    return model.to(dtype) if dtype == torch.float64 else model

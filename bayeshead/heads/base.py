@@ -81,6 +81,9 @@ class UncertaintyHead(nn.Module, ABC):
     backbone_passes: int = 1
     #: "classification" or "regression": what kind of targets the head takes.
     task_type: ClassVar[str] = "classification"
+    #: what the trainer passes to :meth:`fit_posthoc` after training: cached features of the
+    #: ``"train"`` data, of held-out ``"validation"`` data, or nothing (``"none"``).
+    posthoc_data: ClassVar[str] = "none"
 
     def __init__(self, in_features: int, num_outputs: int, config: HeadConfig | None = None) -> None:
         super().__init__()

@@ -85,6 +85,7 @@ class LaplaceHead(UncertaintyHead):
 
     Config = LaplaceHeadConfig
     config: LaplaceHeadConfig
+    posthoc_data = "train"
 
     def __init__(self, in_features: int, num_outputs: int, config: LaplaceHeadConfig | None = None) -> None:
         super().__init__(in_features, num_outputs, config)

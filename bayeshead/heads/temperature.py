@@ -64,6 +64,7 @@ class TemperatureHead(UncertaintyHead):
 
     Config = TemperatureHeadConfig
     config: TemperatureHeadConfig
+    posthoc_data = "validation"
 
     def __init__(self, in_features: int, num_outputs: int, config: TemperatureHeadConfig | None = None) -> None:
         super().__init__(in_features, num_outputs, config)

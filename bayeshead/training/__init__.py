@@ -1,0 +1,20 @@
+"""Training: the trainer, schedules, checkpoints and distributed helpers."""
+
+from bayeshead.training.checkpoint import (
+    CheckpointError,
+    latest_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
+from bayeshead.training.distributed import DistContext, init_distributed
+from bayeshead.training.trainer import Trainer
+
+__all__ = [
+    "Trainer",
+    "DistContext",
+    "init_distributed",
+    "CheckpointError",
+    "save_checkpoint",
+    "load_checkpoint",
+    "latest_checkpoint",
+]

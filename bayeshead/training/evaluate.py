@@ -1,0 +1,44 @@
+"""Evaluation passes used during and after training: cached features and validation NLL."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor
+
+from bayeshead.training.distributed import DistContext
+
+if TYPE_CHECKING:
+    from bayeshead.data import TextDataset
+    from bayeshead.model import BayesianModel
+
+__all__ = ["collect_features", "evaluate_nll"]
+
+
+@torch.no_grad()
+def collect_features(model: BayesianModel, data: TextDataset, batch_size: int | None = None) -> Tensor:
+    """Backbone features (N, d) of every example, in data order, in eval mode (no dropout)."""
+    batch_size = batch_size or model.config.evaluation.batch_size
+    was_training = model.training
+    model.eval()
+    try:
+        parts = [model.features(texts) for texts, _ in data.batches(batch_size)]
+    finally:
+        model.train(was_training)
+    return torch.cat(parts)
+
+
+@torch.no_grad()
+def evaluate_nll(model: BayesianModel, data: TextDataset, ctx: DistContext | None = None, seed: int = 0) -> float:
+    """Mean predictive NLL over ``data``: summed per example and divided by N (never a mean of
+    batch means). Under DDP each rank scores a slice and the sums are all-reduced."""
+    ctx = ctx or DistContext()
+    index = torch.tensor_split(torch.arange(len(data)), ctx.world_size)[ctx.rank]
+    part = data.subset(index) if ctx.enabled else data
+    generator = torch.Generator().manual_seed(seed)
+    total = 0.0
+    for texts, labels in part.batches(model.config.evaluation.batch_size):
+        total += float(model.predict(texts, generator=generator).nll(labels).sum())
+    total, count = ctx.all_reduce_sum([total, len(part)])
+    return total / count

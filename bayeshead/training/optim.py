@@ -1,0 +1,59 @@
+"""Optimizers of the two training blocks, built from parameter geometry.
+
+* head block: Adam without weight decay on the head's (variational) parameters;
+* adapter block: the configured optimizer (``riemannian_adam``, ``landing``, ``adamw``, or a
+  plugin) over the trainable backbone parameters, grouped by the geometry adapters declare;
+* joint mode: the configured optimizer over both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+import torch
+from torch import nn
+
+from bayeshead.manifolds.geometry import ParamGroup, group_by_geometry
+from bayeshead.registry import OPTIMIZERS
+
+if TYPE_CHECKING:
+    from bayeshead.model import BayesianModel
+
+__all__ = ["parameter_groups", "build_optimizer", "build_head_optimizer", "base_lr"]
+
+
+def _declared_geometry(module: nn.Module) -> dict[str, str]:
+    geometry: dict[str, str] = {}
+    for module_name, sub in module.named_modules():
+        declare = getattr(sub, "parameter_geometry", None)
+        if callable(declare):
+            for name, tag in declare().items():
+                geometry[f"{module_name}.{name}" if module_name else name] = tag
+    return geometry
+
+
+def parameter_groups(module: nn.Module) -> list[ParamGroup]:
+    """Trainable parameters of ``module`` grouped by geometry (adapters declare theirs)."""
+    return group_by_geometry(module.named_parameters(), _declared_geometry(module))
+
+
+def build_optimizer(model: BayesianModel, module: nn.Module | None = None) -> torch.optim.Optimizer | None:
+    """The configured optimizer over the trainable parameters of ``module`` (default: the whole
+    model); None when nothing there is trainable."""
+    groups = parameter_groups(model if module is None else module)
+    if not groups:
+        return None
+    config = model.config.optimizer
+    return OPTIMIZERS.create(config.kind, groups, config)
+
+
+def base_lr(model: BayesianModel) -> float:
+    """The configured optimizer's learning rate (1e-3 for an optimizer config without ``lr``)."""
+    return float(getattr(model.config.optimizer, "lr", 1e-3))
+
+
+def build_head_optimizer(model: BayesianModel, params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
+    """Adam, no weight decay, at ``training.head_lr`` (default: the optimizer's lr)."""
+    lr = model.config.training.head_lr or base_lr(model)
+    return torch.optim.Adam(list(params), lr=lr, weight_decay=0.0)

@@ -1,0 +1,66 @@
+"""The post-hoc stage after training: cached features -> ``fit_posthoc`` -> optional +LA refinement.
+
+Which data a head fits on is declared by its ``posthoc_data`` attribute: ``"train"`` (last-layer
+Laplace: the GGN of the training set, with validation data for a prior grid search),
+``"validation"`` (temperature scaling: held-out logits) or ``"none"``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from bayeshead.training.evaluate import collect_features
+
+if TYPE_CHECKING:
+    from bayeshead.data import TextDataset
+    from bayeshead.model import BayesianModel
+
+__all__ = ["run_posthoc"]
+
+
+def run_posthoc(model: BayesianModel, train: TextDataset, val: TextDataset | None) -> dict[str, float]:
+    """Fit the head's post-hoc part and, if ``training.laplace_refine``, refine a VBLL head with
+    last-layer Laplace covariances (δ = ``laplace_prior_precision`` or 1 / the head's prior variance).
+    Returns what was chosen (e.g. the prior precision), for the log."""
+    head = model.head
+    cfg = model.config.training
+    needs = getattr(head, "posthoc_data", "none")
+    train_features = None
+    out: dict[str, float] = {}
+    if needs == "train":
+        train_features = collect_features(model, train)
+        kwargs = {}
+        if val is not None:
+            kwargs = {"val_features": collect_features(model, val), "val_targets": val.labels}
+        head.fit_posthoc(train_features, train.labels, **kwargs)
+    elif needs == "validation":
+        if val is None:
+            raise ValueError(
+                f"the {head.config.kind} head fits on held-out data after training, but no validation "
+                "data was given; pass val=... to fit (or --val / a validation fraction on the CLI)"
+            )
+        head.fit_posthoc(collect_features(model, val), val.labels)
+    elif needs != "none":
+        raise ValueError(f"{type(head).__name__}.posthoc_data must be 'train', 'validation' or 'none', got {needs!r}")
+    if cfg.laplace_refine:
+        from bayeshead.heads.laplace_refine import SupportsLaplaceRefinement, refine_with_laplace
+
+        if not isinstance(head, SupportsLaplaceRefinement):
+            raise ValueError(
+                f"training.laplace_refine needs a Gaussian last layer with independent class rows "
+                f"(vbll_classification), but the head is {head.config.kind!r}; set laplace_refine=false"
+            )
+        delta = cfg.laplace_prior_precision
+        if delta is None:
+            delta = 1.0 / float(head.prior_var)
+        if train_features is None:
+            train_features = collect_features(model, train)
+        refine_with_laplace(head, train_features, train.labels, float(delta))
+        out["laplace_prior_precision"] = float(delta)
+    prior = getattr(head, "prior_precision", None)
+    if needs == "train" and prior is not None:
+        out["prior_precision_mean"] = float(prior.float().mean())
+    temperature = getattr(head, "temperature", None)
+    if needs == "validation" and temperature is not None:
+        out["temperature"] = float(temperature)
+    return out
