@@ -1,0 +1,1 @@
+"""Benchmark engine: suites, runner, metrics report, plots."""
