@@ -135,7 +135,9 @@ class TrainingConfig(StrictModel):
     )
     head_steps: PositiveInt = Field(1, description="Head-block optimizer steps per mini-batch (k_head).")
     head_lr: PositiveFloat | None = Field(
-        None, description="Adam learning rate of the head block (None: the optimizer's lr)."
+        None,
+        description="Learning rate of the head: the head block's Adam (alternating) or the head's "
+        "parameter group (joint). None: the optimizer's lr.",
     )
     warmup_steps: NonNegativeInt = Field(0, description="Linear learning-rate warm-up from 0 over this many steps.")
     schedule: Literal["constant", "linear", "cosine"] = Field(

@@ -66,9 +66,12 @@ def test_head_steps_and_joint_mode(offline_tokenizer):
     adapter_steps = {int(s["step"]) for s in trainer.optimizers["adapters"].state.values() if "step" in s}
     assert adapter_steps == {2}
 
-    joint = tiny_model(offline_tokenizer, [*POLAR_VBLL, "training.mode=joint", "training.max_steps=2"])
+    joint = tiny_model(offline_tokenizer, [*POLAR_VBLL, "training.mode=joint", "training.max_steps=2", "training.head_lr=0.2"])
     trainer = Trainer(joint)
     assert set(trainer.optimizers) == {"joint"}
+    head_ids = {id(p) for p in trainer.head_params}
+    lrs = {g["lr"] for g in trainer.optimizers["joint"].param_groups if {id(p) for p in g["params"]} == head_ids}
+    assert lrs == {0.2}, "the head has its own parameter group at training.head_lr"
     theta0 = _snapshot(trainer.body_params)
     trainer.fit(TRAIN)
     assert any(_changed(theta0, trainer.body_params))

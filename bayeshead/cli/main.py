@@ -1,4 +1,4 @@
-"""``bayeshead`` console script: ``list``, ``validate``, ``demo``.
+"""``bayeshead`` console script: ``list``, ``validate``, ``demo``, ``train``, ``bench``, ``report``.
 
 Bad arguments and invalid configs print the problem (no traceback) and exit with status 2.
 """
@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pydantic import ValidationError
 
 from bayeshead.config import ConfigError
+from bayeshead.errors import UserInputError
 from bayeshead.registry import REGISTRIES, RegistryError
 
 __all__ = ["main", "build_parser", "UsageError"]
@@ -94,6 +95,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-test", type=int, default=300, help="test tweets (default 300)")
     p.add_argument("--output", default="outputs/demo", help="where the trained model is saved")
     p.set_defaults(func=cmd_demo)
+
+    from bayeshead.cli.bench import add_bench_arguments, cmd_bench, cmd_report
+    from bayeshead.cli.train import add_train_arguments, cmd_train
+
+    p = sub.add_parser(
+        "train", help="train one configured model (resumable checkpoints; runs under torchrun), evaluate, save"
+    )
+    _add_config_args(p, required=False)
+    add_train_arguments(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser(
+        "bench", help="methods side by side (the main job: --suite quick), table + reliability PNGs"
+    )
+    add_bench_arguments(p)
+    p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("report", help="rebuild the tables and figures of a bench output folder from its run JSONs")
+    p.add_argument("runs", help="folder holding run JSONs (searched recursively)")
+    p.add_argument("--out", help="where to write the report (default: the runs folder)")
+    p.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
+    p.set_defaults(func=cmd_report)
     return parser
 
 
@@ -104,7 +127,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except ValidationError as err:
         print(format_validation_error(err), file=sys.stderr)
-    except (ConfigError, RegistryError, UsageError) as err:
+    except (ConfigError, RegistryError, UsageError, UserInputError) as err:
         print(f"error: {err}", file=sys.stderr)
     return EXIT_USAGE
 

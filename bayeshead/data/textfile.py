@@ -21,14 +21,15 @@ from typing import Any
 import torch
 
 from bayeshead.data.dataset import TextDataset
+from bayeshead.errors import UserInputError
 
-__all__ = ["DataFileError", "read_records", "load_text_file"]
+__all__ = ["DataFileError", "read_records", "load_text_file", "load_text_column"]
 
 _CSV_SUFFIXES = {".csv": ",", ".tsv": "\t"}
 _JSONL_SUFFIXES = {".jsonl", ".ndjson"}
 
 
-class DataFileError(ValueError):
+class DataFileError(UserInputError):
     """A data file that cannot be used, with the file and row named."""
 
 
@@ -138,3 +139,23 @@ def load_text_file(
             raise DataFileError(f"{path}: row {row}: label {label!r} is not one of the training classes {names}")
         labels.append(index[str(label)])
     return TextDataset(texts, torch.tensor(labels), names, name=path.name)
+
+
+def load_text_column(path: str | Path, text_field: str = "text") -> list[str]:
+    """The texts of ``path`` alone (labels, if any, are ignored): for unlabelled OOD sets."""
+    path = Path(path)
+    records = read_records(path)
+    first_row, first = records[0]
+    if text_field not in first:
+        raise DataFileError(
+            f"{path}: row {first_row}: no column {text_field!r}; the columns are {sorted(first)}. "
+            "Name the right one with --text-field"
+        )
+    texts = []
+    for row, record in records:
+        text = record.get(text_field)
+        if not isinstance(text, str):
+            raise DataFileError(f"{path}: row {row}: {text_field!r} is {type(text).__name__} {text!r}, not text")
+        texts.append(text)
+    return texts
+

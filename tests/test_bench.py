@@ -1,0 +1,184 @@
+"""The benchmark engine: suites, bring-your-own data through the CLI, a small end-to-end run,
+the report built from run JSONs, and the deep ensemble."""
+
+from __future__ import annotations
+
+import csv
+import json
+import statistics
+
+import pytest
+import torch
+from _helpers import SENTIMENT, tiny_model
+
+from bayeshead.bench.report import aggregate, load_runs, markdown_table, pooled_bins
+from bayeshead.bench.suite import QUICK, SuiteConfig, load_suite
+from bayeshead.cli.main import main
+from bayeshead.config import ConfigError
+from bayeshead.data import TextDataset
+
+
+def _write_csv(path, rows, header=("text", "label")):
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+def test_quick_suite_has_the_ten_methods_and_valid_configs():
+    from bayeshead.bench.runner import method_config
+
+    names = [m.name for m in QUICK.methods]
+    assert names == [
+        "lora+mle", "lora+map", "lora+temperature", "lora+mc_dropout", "lora+la", "lora+vbll",
+        "polar+vbll", "polar+vbll (landing)", "polar+vbll+la", "lora+ensemble",
+    ]
+    configs = {m.name: method_config(QUICK, m, 0) for m in QUICK.methods}
+    assert configs["polar+vbll"].optimizer.kind == "riemannian_adam"
+    assert configs["polar+vbll (landing)"].optimizer.kind == "landing"
+    assert configs["polar+vbll+la"].training.laplace_refine
+    assert configs["lora+mc_dropout"].head.mode == "full"
+    assert all(c.training.mode == "alternating" for n, c in configs.items() if "vbll" in n)
+
+
+def test_suite_selection_and_files(tmp_path):
+    with pytest.raises(ConfigError, match="unknown method"):
+        QUICK.select(["lora+nothing"])
+    assert [m.name for m in QUICK.select(["polar+vbll", "lora+mle"]).methods] == ["lora+mle", "polar+vbll"]
+    with pytest.raises(ValueError, match="unique"):
+        SuiteConfig(name="x", methods=[{"name": "a"}, {"name": "a"}])
+    path = tmp_path / "s.yaml"
+    path.write_text("name: mine\nmethods:\n  - {name: lora+mle, overrides: [adapter.kind=lora]}\nseeds: [3, 4]\n")
+    assert load_suite(str(path)).seeds == [3, 4]
+    with pytest.raises(ConfigError, match="unknown suite"):
+        load_suite("nonexistent")
+
+
+@pytest.mark.parametrize(
+    "case, content, message",
+    [
+        ("missing column", b"sentence,label\nhi,a\nyo,b\n", "no column 'text'"),
+        ("empty file", b"", "empty"),
+        ("single class", b"text,label\nhi,a\nyo,a\n", "at least two classes"),
+        ("undecodable bytes", b"text,label\nhi,a\n\xff\xfe\xfa,b\n", "line 3: bytes"),
+    ],
+)
+def test_bench_cli_reports_bad_data_with_file_and_row(tmp_path, capsys, case, content, message):
+    path = tmp_path / "data.csv"
+    path.write_bytes(content)
+    assert main(["bench", "--data", str(path), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "data.csv" in err and message in err, err
+    assert "Traceback" not in err
+
+
+def test_bench_cli_reports_non_text_values(tmp_path, capsys):
+    path = tmp_path / "data.jsonl"
+    path.write_text('{"text": "fine", "label": "a"}\n{"text": 3, "label": "b"}\n', encoding="utf-8")
+    assert main(["bench", "--data", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "data.jsonl: row 2" in err and "not text" in err
+
+
+def test_bench_cli_rejects_split_files_without_data(capsys):
+    assert main(["bench", "--val", "v.csv"]) == 2
+    assert "--data" in capsys.readouterr().err
+
+
+def test_bring_your_own_data_end_to_end(tmp_path, capsys):
+    texts, labels = SENTIMENT
+    rows = [(t, "pos" if y else "neg") for t, y in zip(texts * 2, labels * 2, strict=True)]
+    train = _write_csv(tmp_path / "train.csv", rows, header=("review", "sentiment"))
+    ood = _write_csv(tmp_path / "ood.csv", [("What is the boiling point of water?", "x"), ("Name a prime.", "y")], header=("review", "other"))
+    suite = tmp_path / "suite.yaml"
+    suite.write_text(
+        "name: tiny\nbase: [backbone.max_length=16, adapter.rank=2, 'adapter.target_modules=[query]', training.epochs=1,"
+        " training.batch_size=8, training.progress=false]\nmethods:\n"
+        "  - {name: lora+mle, overrides: [adapter.kind=lora, head.kind=deterministic]}\n"
+        "  - {name: polar+vbll, overrides: [adapter.kind=polar, optimizer.kind=riemannian_adam, head.kind=vbll_classification]}\n"
+        "seeds: [0, 1]\n"
+    )
+    out = tmp_path / "out"
+    code = main([
+        "bench", "--suite", str(suite), "--data", str(train), "--text-field", "review", "--label-field", "sentiment",
+        "--ood", str(ood), "--out", str(out),
+    ])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "| lora+mle |" in printed and "| polar+vbll |" in printed
+    runs = sorted((out / "runs").glob("*.json"))
+    assert len(runs) == 4
+    record = json.loads(runs[0].read_text())
+    for key in ("config", "versions", "wall_seconds", "peak_memory_mb", "trainable_parameters", "metrics", "train_seconds"):
+        assert key in record
+    assert record["data"]["n_test"] == 5 and record["data"]["n_val"] == 2 and record["data"]["n_ood"] == 2
+    assert 0.0 <= record["metrics"]["ood_auroc_maxprob"] <= 1.0
+    assert (out / "results.md").read_text().startswith("| method |")
+    pngs = sorted(p.name for p in (out / "reliability").glob("*.png"))
+    assert pngs == ["lora+mle.png", "polar+vbll.png"]
+    assert (out / "comparison.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    # --resume keeps finished runs; the report command rebuilds the tables from the JSONs
+    assert main(["bench", "--suite", str(suite), "--data", str(train), "--text-field", "review",
+                 "--label-field", "sentiment", "--out", str(out), "--resume", "--no-figures"]) == 0
+    assert "kept" in capsys.readouterr().out
+    assert main(["report", str(out / "runs"), "--out", str(tmp_path / "report"), "--no-figures"]) == 0
+    assert (tmp_path / "report" / "results.csv").is_file()
+
+
+def _record(method, seed, acc, nll, counts, conf, correct):
+    return {
+        "method": method, "seed": seed, "train_seconds": 1.0 + seed, "predict_seconds": 0.5,
+        "metrics": {
+            "acc": acc, "nll": nll, "ece": 0.1, "brier": 0.5,
+            "reliability": {"edges": [0.0, 0.5, 1.0], "counts": counts, "mean_confidence": conf, "accuracy": correct},
+        },
+    }
+
+
+def test_report_aggregates_mean_and_std_over_seeds(tmp_path):
+    nan = float("nan")
+    runs = [
+        _record("a", 0, 0.5, 1.0, [0, 2], [nan, 0.75], [nan, 0.5]),
+        _record("a", 1, 0.7, 0.8, [1, 1], [0.4, 0.9], [0.0, 1.0]),
+        _record("b", 0, 0.6, 0.9, [0, 2], [nan, 0.8], [nan, 1.0]),
+    ]
+    for i, run in enumerate(runs):
+        (tmp_path / f"r{i}.json").write_text(json.dumps(run))
+    loaded = load_runs(tmp_path)
+    rows = aggregate(loaded)
+    assert [r["method"] for r in rows] == ["a", "b"]
+    assert rows[0]["acc_mean"] == pytest.approx(0.6)
+    assert rows[0]["acc_std"] == pytest.approx(statistics.stdev([0.5, 0.7]))
+    assert rows[1]["acc_std"] == 0.0
+    table = markdown_table(rows)
+    assert "0.600 ± 0.141" in table and "n/a" in table  # no OOD column values in these records
+    bins = pooled_bins([r for r in loaded if r["method"] == "a"])
+    assert bins.counts == (1, 3)
+    assert bins.mean_confidence[1] == pytest.approx((2 * 0.75 + 0.9) / 3)
+    assert bins.accuracy[1] == pytest.approx((2 * 0.5 + 1.0) / 3)
+    with pytest.raises(ValueError, match="no run records"):
+        load_runs(tmp_path / "empty")
+
+
+def test_deep_ensemble_members_differ_and_share_the_backbone(offline_tokenizer):
+    from bayeshead.training.ensemble import DeepEnsemble
+
+    model = tiny_model(offline_tokenizer, ["adapter.kind=lora", "adapter.rank=2", "adapter.target_modules=[q_proj]",
+                                           "head.kind=deterministic", "training.max_steps=2", "training.batch_size=4",
+                                           "optimizer.lr=0.05"])
+    base = model.backbone.model.model.layers[0].self_attn.q_proj.base_layer.weight
+    pointer = base.data_ptr()
+    ensemble = DeepEnsemble(model, members=3)
+    logs = ensemble.fit(TextDataset(*SENTIMENT))
+    assert len(logs) == 3 and all(len(log) == 2 for log in logs)
+    assert base.data_ptr() == pointer
+    a, b = ensemble.adapters.member_state(0), ensemble.adapters.member_state(1)
+    assert any(not torch.equal(a[k], b[k]) for k in a)
+    assert not torch.equal(ensemble.heads[0].linear.weight, ensemble.heads[1].linear.weight)
+    pred = ensemble.predict(["great", "awful"])
+    assert pred.samples.shape == (3, 2, 2)
+    torch.testing.assert_close(pred.probs, pred.samples.mean(0))
+    with pytest.raises(ValueError, match="adapter"):
+        DeepEnsemble(tiny_model(offline_tokenizer, ["head.kind=deterministic"]), members=2)
