@@ -26,6 +26,10 @@ BUILTINS: dict[str, dict[str, tuple[str, str]]] = {
             "bayeshead.heads.laplace",
             "Last-layer Laplace: MAP softmax head + post-hoc Gaussian posterior (full/kron/diag GGN)",
         ),
+        "laplace_adapters": (
+            "bayeshead.heads.laplace_adapters_head",
+            "Laplace-LoRA: MAP head + post-hoc GGN Laplace over adapter parameters (LoRA A/B or PoLAR Theta), GLM predictive",
+        ),
         "temperature": (
             "bayeshead.heads.temperature",
             "Temperature scaling: MAP softmax head, logits divided by a T > 0 fitted on validation NLL",

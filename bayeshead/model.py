@@ -98,12 +98,7 @@ class BayesianModel(nn.Module):
         if n_samples is None:
             n_samples = self.config.evaluation.n_samples
         try:
-            if self.head.backbone_passes > 1:  # e.g. MC dropout inside backbone and adapters
-                from bayeshead.heads.mc_dropout import mc_dropout_predict
-
-                return mc_dropout_predict(self, self._as_batch(batch), n_samples=n_samples, generator=generator)
-            features = self.features(batch)
-            return self.head.predict(features, n_samples=n_samples, generator=generator)
+            return self.head.predict_model(self, self._as_batch(batch), n_samples=n_samples, generator=generator)
         finally:
             self.train(was_training)
 

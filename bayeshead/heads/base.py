@@ -82,7 +82,8 @@ class UncertaintyHead(nn.Module, ABC):
     #: "classification" or "regression": what kind of targets the head takes.
     task_type: ClassVar[str] = "classification"
     #: what the trainer passes to :meth:`fit_posthoc` after training: cached features of the
-    #: ``"train"`` data, of held-out ``"validation"`` data, or nothing (``"none"``).
+    #: ``"train"`` data, of held-out ``"validation"`` data, or nothing (``"none"``); ``"model"``
+    #: heads get ``fit_posthoc_model(model, train, val)`` instead (e.g. Laplace over adapters).
     posthoc_data: ClassVar[str] = "none"
 
     def __init__(self, in_features: int, num_outputs: int, config: HeadConfig | None = None) -> None:
@@ -127,6 +128,21 @@ class UncertaintyHead(nn.Module, ABC):
         generator: torch.Generator | None = None,
     ) -> Predictive:
         """The predictive distribution for a batch of features."""
+
+    def predict_model(
+        self,
+        model: Any,
+        batch: Any,
+        *,
+        n_samples: int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Predictive:
+        """The predictive for a batch through the whole ``model`` (a ``BayesianModel``).
+
+        Default: one backbone pass, then :meth:`predict` on the features. Methods whose
+        uncertainty lives inside the backbone (MC dropout in the adapters, Laplace over adapter
+        parameters) override this; it is the only place a head touches the backbone."""
+        return self.predict(model.features(batch), n_samples=n_samples, generator=generator)
 
     def fit_posthoc(self, features: Tensor, targets: Tensor, **kwargs: Any) -> None:  # noqa: B027
         """Post-hoc fitting on cached features (Laplace, temperature scaling); no-op by default."""

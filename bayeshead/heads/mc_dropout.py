@@ -21,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from pydantic import Field, NonNegativeFloat, PositiveInt, model_validator
@@ -107,6 +107,20 @@ class MCDropoutHead(UncertaintyHead):
             return CategoricalPredictive.from_logits(self.sample_logits(features, 1, generator)[0])
         t = int(n_samples if n_samples is not None else self.config.n_samples)
         return CategoricalPredictive.from_sample_logits(self.sample_logits(features, t, generator))
+
+    def predict_model(
+        self,
+        model: Any,
+        batch: Any,
+        *,
+        n_samples: int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> CategoricalPredictive:
+        """Mode 'full': T passes of backbone + head with dropout on (:func:`mc_dropout_predict`);
+        mode 'head': one backbone pass, T head samples."""
+        if self.config.mode == "full":
+            return mc_dropout_predict(model, batch, n_samples=n_samples, generator=generator)
+        return self.predict(model.features(batch), n_samples=n_samples, generator=generator)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, p={self.config.p}, mode={self.config.mode!r}"

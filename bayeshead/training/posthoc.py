@@ -2,7 +2,8 @@
 
 Which data a head fits on is declared by its ``posthoc_data`` attribute: ``"train"`` (last-layer
 Laplace: the GGN of the training set, with validation data for a prior grid search),
-``"validation"`` (temperature scaling: held-out logits) or ``"none"``.
+``"validation"`` (temperature scaling: held-out logits), ``"model"`` (Laplace over adapter
+parameters: ``fit_posthoc_model(model, train, val)``) or ``"none"``.
 """
 
 from __future__ import annotations
@@ -40,8 +41,12 @@ def run_posthoc(model: BayesianModel, train: TextDataset, val: TextDataset | Non
                 "data was given; pass val=... to fit (or --val / a validation fraction on the CLI)"
             )
         head.fit_posthoc(collect_features(model, val), val.labels)
+    elif needs == "model":
+        head.fit_posthoc_model(model, train, val)
     elif needs != "none":
-        raise ValueError(f"{type(head).__name__}.posthoc_data must be 'train', 'validation' or 'none', got {needs!r}")
+        raise ValueError(
+            f"{type(head).__name__}.posthoc_data must be 'train', 'validation', 'model' or 'none', got {needs!r}"
+        )
     if cfg.laplace_refine:
         from bayeshead.heads.laplace_refine import SupportsLaplaceRefinement, refine_with_laplace
 
