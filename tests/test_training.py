@@ -224,3 +224,11 @@ def test_trainer_rejects_inconsistent_options(offline_tokenizer, tmp_path):
     three = TextDataset(["a", "b", "c"], [0, 1, 2])
     with pytest.raises(ValueError, match="label 2"):
         Trainer(tiny_model(offline_tokenizer, ["head.kind=deterministic"])).fit(three)
+
+
+def test_progress_is_logged(offline_tokenizer, caplog):
+    model = tiny_model(offline_tokenizer, [*POLAR_VBLL, "training.log_every=1", "training.max_steps=2"])
+    with caplog.at_level("INFO", logger="bayeshead.training"):
+        Trainer(model).fit(TRAIN)
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("step ")]
+    assert len(lines) == 2 and "total=" in lines[0] and "max_orth_error=" in lines[0] and "mean_stable_rank=" in lines[0]

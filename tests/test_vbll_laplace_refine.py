@@ -35,7 +35,16 @@ def test_refinement_sets_the_laplace_covariance_at_the_mean_and_keeps_the_mean()
     assert torch.isfinite(probs).all()
 
 
-def test_refinement_needs_a_dense_posterior():
-    head, x, y = _trained("diagonal")
-    with pytest.raises(ValueError, match="needs covariance='dense'"):
-        refine_with_laplace(head, x, y, prior_precision=1.0)
+@pytest.mark.parametrize("covariance", ["diagonal", "lowrank"])
+def test_refinement_of_a_non_dense_posterior_switches_it_to_dense(covariance):
+    head, x, y = _trained(covariance)
+    mean_before = head.posterior.mean.detach().clone()
+    expected = laplace_row_covariances(mean_before, None, x, prior_precision=1.0)
+    refine_with_laplace(head, x, y, prior_precision=1.0)
+    assert head.posterior.kind == "dense" and head.config.covariance == "dense"
+    assert torch.equal(head.posterior.mean, mean_before)
+    torch.testing.assert_close(head.posterior.covariance().double(), expected, rtol=1e-4, atol=1e-6)
+    # the updated config rebuilds a head with the same state (save/load works)
+    again = VBLLClassificationHead(6, 3, head.config)
+    again.load_state_dict(head.state_dict())
+    torch.testing.assert_close(again.predict(x).probs, head.predict(x).probs)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import time
 from pathlib import Path
 
@@ -42,6 +43,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from bayeshead.training import Trainer
     from bayeshead.training.distributed import init_distributed
 
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
     config = load_config(args.config, args.set)
     if args.resume and not args.checkpoint_dir:
         raise UsageError("--resume needs --checkpoint-dir (the folder the interrupted run wrote to)")

@@ -31,6 +31,7 @@ from pydantic import Field, PositiveFloat, PositiveInt
 from torch import Tensor
 
 from bayeshead.heads.base import check_class_targets
+from bayeshead.heads.covariance import GaussianRows
 from bayeshead.heads.vbll_common import (
     VBLLConfigBase,
     WidthScaling,
@@ -118,9 +119,18 @@ class VBLLClassificationHead(VBLLRowsHead):
         """The posterior row means W̄ (C, d) and the bias (or None), where the GGN is evaluated."""
         return self.posterior.mean.detach(), None if self.bias is None else self.bias.detach()
 
+    @torch.no_grad()
     def set_row_covariances(self, covariances: Tensor) -> None:
-        """Replace every S_c by ``covariances[c]`` (needs covariance='dense'); the means and the
-        logit noise σ_ε are kept, so the predictive variance becomes φᵀS_cφ + σ²_ε."""
+        """Replace every S_c by ``covariances[c]``; the means and the logit noise σ_ε are kept, so
+        the predictive variance becomes φᵀS_cφ + σ²_ε. A diagonal or low-rank posterior is first
+        switched to the dense parameterization (and ``config.covariance`` to ``"dense"``, so that
+        a saved model reloads with the right shapes)."""
+        if self.posterior.kind != "dense":
+            old = self.posterior
+            dense = GaussianRows(old.rows, old.dim, "dense").to(device=old.mean.device, dtype=old.mean.dtype)
+            dense.mean.copy_(old.mean)
+            self.posterior = dense
+            self.config = self.config.model_copy(update={"covariance": "dense"})
         self.posterior.set_dense_covariance(covariances)
 
     def extra_repr(self) -> str:

@@ -14,7 +14,7 @@ import math
 from typing import Any, Literal
 
 import torch
-from pydantic import Field, PositiveFloat, PositiveInt
+from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt
 from torch import Tensor
 
 from bayeshead.heads.base import HeadConfig
@@ -56,6 +56,12 @@ class VBLLConfigBase(HeadConfig):
         None,
         description="Initial posterior standard deviation of each weight (the diagonal of L, σ, or √D); "
         "None: 1/√d.",
+    )
+    mean_init_std: NonNegativeFloat | None = Field(
+        None,
+        description="Standard deviation of the random initial posterior means; None: the prior standard "
+        "deviation √s (vbll's choice). With a wide prior this gives large random initial logits; "
+        "1/√d (as nn.Linear) or 0 start near uniform predictions.",
     )
     noise_init: PositiveFloat = Field(1.0, description="Initial noise standard deviation.")
     learn_noise: bool = Field(True, description="Learn the noise scale (False: keep `noise_init`).")

@@ -34,7 +34,7 @@ class VBLLRowsHead(UncertaintyHead):
             cfg.covariance,
             rank=cfg.lowrank_rank if cfg.covariance == "lowrank" else None,
             init_std=default_init_std(cfg.init_std, in_features),
-            mean_std=math.sqrt(self.prior_var),
+            mean_std=math.sqrt(self.prior_var) if cfg.mean_init_std is None else float(cfg.mean_init_std),
         )
         self.noise_log_std = nn.Parameter(
             torch.full((num_outputs,), math.log(cfg.noise_init)), requires_grad=cfg.learn_noise

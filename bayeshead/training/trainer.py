@@ -283,6 +283,8 @@ class Trainer:
             row = {"step": float(self.step), "epoch": float(epoch), "lr_multiplier": multiplier, **row}
             if self.step % cfg.log_every == 0 or self.step == total:
                 row.update({f"diag/{k}": v for k, v in adapter_diagnostics(model.backbone).items()})
+                if ctx.is_main:
+                    logger.info("step %d/%d: %s", self.step, total, _summary(row))
             if val is not None and self._evaluation_due(steps_per_epoch, total):
                 row["val_nll"] = evaluate_nll(model, val, ctx, seed=cfg.seed)
                 stopped = early.update(row["val_nll"], self._trainable_state())
@@ -393,6 +395,18 @@ class Trainer:
         self.step = int(step)
         logger.info("resumed from %s at step %d", where, self.step)
         return bool(state["stopped"])
+
+
+def _summary(row: dict[str, float]) -> str:
+    """Loss parts, lr factor, val NLL, and the worst orthogonality error / mean stable rank."""
+    parts = [f"{k}={v:.4g}" for k, v in row.items() if not k.startswith("diag/") and k not in ("step", "epoch")]
+    orth = [v for k, v in row.items() if k.startswith("diag/") and "/orth_" in k]
+    ranks = [v for k, v in row.items() if k.endswith("/stable_rank")]
+    if orth:
+        parts.append(f"max_orth_error={max(orth):.2e}")
+    if ranks:
+        parts.append(f"mean_stable_rank={sum(ranks) / len(ranks):.3g}")
+    return " ".join(parts)
 
 
 @torch.no_grad()
