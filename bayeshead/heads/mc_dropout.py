@@ -120,7 +120,7 @@ class MCDropoutHead(UncertaintyHead):
         mode 'head': one backbone pass, T head samples."""
         if self.config.mode == "full":
             return mc_dropout_predict(model, batch, n_samples=n_samples, generator=generator)
-        return self.predict(model.features(batch), n_samples=n_samples, generator=generator)
+        return super().predict_model(model, batch, n_samples=n_samples, generator=generator)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, p={self.config.p}, mode={self.config.mode!r}"

@@ -33,7 +33,8 @@ class EarlyStopping:
         if value < self.best - self.min_delta:
             self.best = value
             self.bad_rounds = 0
-            self.best_state = {k: v.detach().clone() for k, v in state.items()}
+            if self.patience is not None:  # without early stopping nothing is ever restored
+                self.best_state = {k: v.detach().clone() for k, v in state.items()}
         else:
             self.bad_rounds += 1
         return self.patience is not None and self.bad_rounds >= self.patience

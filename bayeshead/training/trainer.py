@@ -297,7 +297,7 @@ class Trainer:
             if self._checkpoint_due(total, stopped):
                 self._save(fingerprint, early, stopped)
         bar.close()
-        if early.best_state is not None and cfg.early_stopping_patience is not None:
+        if early.best_state is not None:
             self._load_trainable_state(early.best_state)
         model.eval()
         self.posthoc = run_posthoc(model, train, val)
