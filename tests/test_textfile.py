@@ -44,7 +44,7 @@ def test_integer_and_boolean_labels_and_given_classes(tmp_path):
         ("s.csv", "text,label\na,x\nb,x\n", {}, "s.csv: every row has the label 'x'"),
         ("n.jsonl", '{"text": "a", "label": 1}\n{"text": 5, "label": 0}\n', {}, "n.jsonl: row 2: 'text' is int 5, not text"),
         ("m.jsonl", '{"text": "a", "label": 1}\n{"text": "b"}\n', {}, "m.jsonl: row 2: missing value for 'label'"),
-        ("j.jsonl", '{"text": "a", "label": 1}\n{oops\n', {}, "j.jsonl: row 2: not valid JSON"),
+        ("j.jsonl", '{"text": "a", "label": 1}\n{oops\n', {}, "j.jsonl: line 2: not valid JSON"),
         ("l.jsonl", '{"text": "a", "label": [1]}\n', {}, "l.jsonl: row 1: label [1] is list"),
         ("u.csv", b"text,label\ncaf\xe9,1\nb,0\n", {}, "u.csv: line 2: bytes b'\\xe9'"),
         ("v.csv", "text,label\na,pos\nb,zzz\n", {"class_names": ["neg", "pos"]}, "v.csv: row 3: label 'zzz' is not one of the training classes"),

@@ -23,7 +23,7 @@ import torch
 from bayeshead.data.dataset import TextDataset
 from bayeshead.errors import UserInputError
 
-__all__ = ["DataFileError", "read_records", "load_text_file", "load_text_column"]
+__all__ = ["DataFileError", "read_text_file", "parse_jsonl", "read_records", "load_text_file", "load_text_column"]
 
 _CSV_SUFFIXES = {".csv": ",", ".tsv": "\t"}
 _JSONL_SUFFIXES = {".jsonl", ".ndjson"}
@@ -33,42 +33,52 @@ class DataFileError(UserInputError):
     """A data file that cannot be used, with the file and row named."""
 
 
-def _decode(path: Path) -> str:
+def read_text_file(path: str | Path) -> str:
+    """The text of a UTF-8 file (a BOM is dropped); a missing, undecodable or empty file is a
+    :class:`DataFileError` naming the file (and the line of the first bad bytes)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataFileError(f"{path}: no such file")
     data = path.read_bytes()
     try:
-        return data.decode("utf-8-sig")
+        text = data.decode("utf-8-sig")
     except UnicodeDecodeError as err:
         line = data[: err.start].count(b"\n") + 1
         raise DataFileError(
             f"{path}: line {line}: bytes {data[err.start:err.end]!r} at offset {err.start} are not "
             "valid UTF-8; re-save the file as UTF-8"
         ) from None
+    if not text.strip():
+        raise DataFileError(f"{path}: the file is empty")
+    return text
+
+
+def parse_jsonl(text: str, path: str | Path) -> list[tuple[int, dict[str, Any]]]:
+    """``(line number, object)`` for every non-blank line of JSON Lines ``text`` read from ``path``."""
+    records = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise DataFileError(f"{path}: line {number}: not valid JSON ({err.msg})") from None
+        if not isinstance(record, dict):
+            raise DataFileError(f"{path}: line {number}: expected a JSON object, got {type(record).__name__}")
+        records.append((number, record))
+    return records
 
 
 def read_records(path: str | Path) -> list[tuple[int, dict[str, Any]]]:
     """``(row number, record)`` pairs from a CSV/TSV (header row) or JSON Lines file."""
     path = Path(path)
-    if not path.is_file():
-        raise DataFileError(f"{path}: no such file")
-    text = _decode(path)
-    if not text.strip():
-        raise DataFileError(f"{path}: the file is empty")
+    text = read_text_file(path)
     suffix = path.suffix.lower()
     if suffix in _CSV_SUFFIXES:
         reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=_CSV_SUFFIXES[suffix])
         records = [(reader.line_num, dict(row)) for row in reader]
     elif suffix in _JSONL_SUFFIXES:
-        records = []
-        for number, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise DataFileError(f"{path}: row {number}: not valid JSON ({err.msg})") from None
-            if not isinstance(record, dict):
-                raise DataFileError(f"{path}: row {number}: expected a JSON object, got {type(record).__name__}")
-            records.append((number, record))
+        records = parse_jsonl(text, path)
     else:
         raise DataFileError(
             f"{path}: unknown file type {suffix or '(none)'!r}; expected .csv, .tsv, .jsonl or .ndjson"
