@@ -61,3 +61,21 @@ def tiny_model(tokenizer, overrides=(), num_outputs: int = 2, dtype=torch.float3
     torch.manual_seed(seed)
     model = BayesianModel.from_config(config, num_outputs=num_outputs, backbone=backbone)
     return model.to(dtype) if dtype == torch.float64 else model
+
+
+def train_cli_args(tmp_path, *overrides: str) -> list[str]:
+    """``bayeshead train`` arguments on a 24-row sentiment JSONL file (written to ``tmp_path``),
+    a tiny MiniLM set-up and checkpoints every step; ``overrides`` are extra ``--set`` values."""
+    import json
+
+    texts, labels = SENTIMENT
+    data = tmp_path / "d.jsonl"
+    data.write_text("".join(json.dumps({"text": t, "label": y}) + "\n" for t, y in zip(texts * 2, labels * 2, strict=True)))
+    sets = [
+        "adapter.rank=2", "adapter.target_modules=[query]", "backbone.max_length=16", "training.batch_size=8",
+        "training.checkpoint_every=1", "training.progress=false", *overrides,
+    ]
+    args = ["train", "--data", str(data), "--output", str(tmp_path / "model"), "--checkpoint-dir", str(tmp_path / "ckpt")]
+    for value in sets:
+        args += ["--set", value]
+    return args

@@ -5,21 +5,13 @@ from __future__ import annotations
 
 import json
 
-from _helpers import SENTIMENT
+from _helpers import train_cli_args
 
 from bayeshead.cli.main import main
 
 
 def test_train_checkpoint_resume_and_corrupt_refusal(tmp_path, capsys):
-    texts, labels = SENTIMENT
-    data = tmp_path / "d.jsonl"
-    data.write_text("".join(json.dumps({"text": t, "label": int(y)}) + "\n" for t, y in zip(texts * 2, labels * 2, strict=True)))
-    args = [
-        "train", "--data", str(data), "--output", str(tmp_path / "model"), "--checkpoint-dir", str(tmp_path / "ckpt"),
-        "--set", "adapter.kind=lora", "--set", "adapter.rank=2", "--set", "adapter.target_modules=[query]",
-        "--set", "backbone.max_length=16", "--set", "training.batch_size=8", "--set", "training.epochs=2",
-        "--set", "training.checkpoint_every=1", "--set", "training.progress=false",
-    ]
+    args = train_cli_args(tmp_path, "adapter.kind=lora", "training.epochs=2")
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "steps in" in out and "acc" in out

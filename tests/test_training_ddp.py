@@ -53,18 +53,11 @@ def test_two_process_ddp_equals_one_process(tmp_path):
 @pytest.mark.slow
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="torch built without torch.distributed")
 def test_the_cli_entry_point_runs_under_torchrun(tmp_path):
-    from _helpers import SENTIMENT
+    from _helpers import train_cli_args
 
-    texts, labels = SENTIMENT
-    data = tmp_path / "d.jsonl"
-    data.write_text("".join(json.dumps({"text": t, "label": int(y)}) + "\n" for t, y in zip(texts * 2, labels * 2, strict=True)))
-    args = [
-        "train", "--data", str(data), "--output", str(tmp_path / "model"), "--checkpoint-dir", str(tmp_path / "ckpt"),
-        "--set", "adapter.kind=polar", "--set", "adapter.rank=2", "--set", "adapter.target_modules=[query]",
-        "--set", "optimizer.kind=riemannian_adam", "--set", "head.kind=vbll_classification",
-        "--set", "backbone.max_length=16", "--set", "training.batch_size=8", "--set", "training.checkpoint_every=1",
-        "--set", "training.progress=false",
-    ]
+    args = train_cli_args(
+        tmp_path, "adapter.kind=polar", "optimizer.kind=riemannian_adam", "head.kind=vbll_classification"
+    )
     _run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
           "-m", "bayeshead.cli.main", *args], tmp_path)
     metrics = json.loads((tmp_path / "model" / "metrics.json").read_text())
