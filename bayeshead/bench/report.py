@@ -148,7 +148,8 @@ def pooled_bins(runs: Sequence[dict[str, Any]]):  # noqa: ANN201 - ReliabilityBi
     )
 
 
-def _slug(name: str) -> str:
+def slug(name: str) -> str:
+    """A file-name-safe form of a method name (``polar+vbll (landing)`` -> ``polar+vbll_landing``)."""
     return re.sub(r"[^A-Za-z0-9_.+-]+", "_", name).strip("_")
 
 
@@ -167,7 +168,7 @@ def write_report(
         for row in rows:
             group = [r for r in runs if r["method"] == row["method"]]
             seeds = ", ".join(map(str, row["seeds"]))
-            path = out_dir / "reliability" / f"{_slug(row['method'])}.png"
+            path = out_dir / "reliability" / f"{slug(row['method'])}.png"
             path.parent.mkdir(exist_ok=True)
             reliability_diagram(pooled_bins(group), path, title=f"{row['method']} (seeds {seeds})")
             written[f"reliability:{row['method']}"] = path

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import platform
-import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ import torch
 from torch import Tensor
 
 from bayeshead.bench.data import BenchData
+from bayeshead.bench.report import slug
 from bayeshead.bench.resources import PeakMemory
 from bayeshead.bench.suite import MethodSpec, SuiteConfig
 from bayeshead.config import ExperimentConfig, load_config
@@ -112,8 +112,7 @@ def _versions() -> dict[str, str]:
 
 
 def run_path(out_dir: Path, method: str, seed: int) -> Path:
-    slug = re.sub(r"[^A-Za-z0-9_.+-]+", "_", method).strip("_")
-    return out_dir / "runs" / f"{slug}--seed{seed}.json"
+    return out_dir / "runs" / f"{slug(method)}--seed{seed}.json"
 
 
 def method_config(

@@ -62,9 +62,8 @@ def _load_data(args: argparse.Namespace, suite):  # noqa: ANN001, ANN202
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from bayeshead.bench.report import aggregate, markdown_table, write_report
-    from bayeshead.bench.runner import run_suite
+    from bayeshead.bench.runner import method_config, run_suite
     from bayeshead.bench.suite import load_suite
-    from bayeshead.config import load_config
     from bayeshead.training.distributed import init_distributed
 
     suite = load_suite(args.suite).select(args.methods)
@@ -74,7 +73,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if updates:
         suite = type(suite).model_validate({**suite.model_dump(), **updates})
     for method in suite.methods:  # validate every config before spending minutes on the first
-        load_config(None, [*suite.base, *method.overrides, *args.set])
+        method_config(suite, method, suite.seeds[0], args.set)
     ctx = init_distributed()
     out = Path(args.out or f"outputs/bench/{suite.name}")
     data = _load_data(args, suite)

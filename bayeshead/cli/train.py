@@ -55,7 +55,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         if args.val or args.test:
             raise UsageError("--val and --test go with --data (your own training file)")
-        data = tweet_benchmark(args.n_train, args.n_val, args.n_test, 1, seed=config.training.seed, data_dir=None)
+        data = tweet_benchmark(args.n_train, args.n_val, args.n_test, 0, seed=config.training.seed)
     ctx = init_distributed()
     model = BayesianModel.from_config(config, num_outputs=data.num_classes)
     if ctx.is_main:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor, nn
 
+from bayeshead.config import ExperimentConfig
 from bayeshead.registry import HEADS
 from bayeshead.types import CategoricalPredictive
 
@@ -53,10 +54,9 @@ class DeepEnsemble(nn.Module):
                 heads.append(head_cls.from_config(config.head, model.head.in_features, model.head.num_outputs))
         self.heads = nn.ModuleList(heads)
 
-    def _member_config(self, m: int):  # noqa: ANN202 - an ExperimentConfig
-        raw = self.model.config.model_dump(mode="json")
-        raw["training"]["seed"] = self.model.config.training.seed + m
-        return type(self.model.config).model_validate(raw)
+    def _member_config(self, m: int) -> ExperimentConfig:
+        config = self.model.config
+        return config.model_copy(update={"training": config.training.model_copy(update={"seed": config.training.seed + m})})
 
     def fit(self, train: TextDataset, val: TextDataset | None = None) -> list[list[dict[str, float]]]:
         """Train every member in turn; returns one training log per member."""

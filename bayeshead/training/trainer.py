@@ -247,9 +247,9 @@ class Trainer:
         total = steps_per_epoch * cfg.epochs
         if cfg.max_steps is not None:
             total = min(total, cfg.max_steps)
-        early = EarlyStopping(cfg.early_stopping_patience if val is not None else None)
         if cfg.early_stopping_patience is not None and val is None:
             raise ValueError("training.early_stopping_patience is set but no validation data was given")
+        early = EarlyStopping(cfg.early_stopping_patience)
         if cfg.batch_size < ctx.world_size:
             raise ValueError(
                 f"training.batch_size={cfg.batch_size} is the global batch and must be at least the "
