@@ -142,7 +142,7 @@ def test_data_dir_resolution_and_errors(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert default_data_dir() is None
     with pytest.raises(UserInputError, match="--data-dir or set BAYESHEAD_DATA"):
-        load_task("obqa")
+        load_task("obqa", source="files")
     with pytest.raises(UserInputError, match="--data-dir or set BAYESHEAD_DATA"):
         load_task("obqa", tmp_path / "nowhere")
     with pytest.raises(UserInputError, match="known tasks: arc_challenge, arc_easy, boolq"):

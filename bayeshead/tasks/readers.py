@@ -15,12 +15,17 @@ File families (see ``shared/data/README.md`` for sources and counts):
   boolean), ``passage``.
 * MMLU (Hendrycks et al., ICLR 2021), CSV without a header, 6 columns: question, options A-D,
   answer letter. Quoted fields may contain line breaks.
+
+The per-question conversions (:func:`winogrande_record`, :func:`lettered_choice_record`,
+:func:`boolq_record`, :func:`mmlu_record`) are shared with :mod:`bayeshead.tasks.hub`, which
+builds the same records from the Hugging Face versions of these datasets.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -46,15 +51,100 @@ def _jsonl(path: str | Path) -> list[tuple[int, dict[str, Any]]]:
     return parse_jsonl(read_text_file(path), path)
 
 
-def _get(obj: dict[str, Any], key: str, kind: type, where: str) -> Any:
+def get_field(obj: Mapping[str, Any], key: str, kind: type, where: str) -> Any:
+    """``obj[key]``, which must be present and of type ``kind`` (a ``bool`` is not an ``int``);
+    else :class:`DataFileError` prefixed with ``where``."""
     if key not in obj:
         raise DataFileError(f"{where}: missing field {key!r}")
     value = obj[key]
-    if not isinstance(value, kind):
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         raise DataFileError(
             f"{where}: field {key!r} must be {kind.__name__}, got {type(value).__name__}"
         )
     return value
+
+
+# ----- one record from its fields; shared by the file readers and bayeshead.tasks.hub -----
+
+
+def winogrande_record(obj: Mapping[str, Any], record_id: str, where: str) -> QARecord:
+    """A WinoGrande question from ``sentence``, ``option1``, ``option2`` and ``answer`` (the
+    string ``"1"`` or ``"2"``, which becomes index 0 or 1)."""
+    answer = get_field(obj, "answer", str, where)
+    if answer not in ("1", "2"):
+        raise DataFileError(f'{where}: answer must be "1" or "2", got {answer!r}')
+    return QARecord(
+        id=record_id,
+        question=get_field(obj, "sentence", str, where),
+        choices=(get_field(obj, "option1", str, where), get_field(obj, "option2", str, where)),
+        labels=letters(2),
+        answer=int(answer) - 1,
+    )
+
+
+def lettered_choice_record(
+    record_id: str,
+    stem: str,
+    texts: Sequence[str],
+    source_labels: Sequence[str],
+    key: str,
+    where: str,
+) -> QARecord:
+    """An ARC / OpenBookQA question: the answer is the position of ``key`` among the source's
+    choice labels (so numeric keys ``"1"``-``"4"`` map to their option), and the record's labels
+    are re-lettered ``A``, ``B``, ... by position."""
+    if len(texts) != len(source_labels):
+        raise DataFileError(
+            f"{where}: {len(texts)} choice texts but {len(source_labels)} choice labels"
+        )
+    if len(texts) < 2:
+        raise DataFileError(f"{where}: expected at least 2 choices, got {len(texts)}")
+    labels = list(source_labels)
+    if len(set(labels)) != len(labels):
+        raise DataFileError(f"{where}: repeated choice labels {labels}")
+    if key not in labels:
+        raise DataFileError(f"{where}: answer key {key!r} is not among the choice labels {labels}")
+    return QARecord(
+        id=record_id,
+        question=stem,
+        choices=tuple(texts),
+        labels=letters(len(texts)),
+        answer=labels.index(key),
+    )
+
+
+def boolq_record(obj: Mapping[str, Any], record_id: str, where: str) -> QARecord:
+    """A BoolQ question from ``question``, ``passage`` and ``answer`` (a boolean): choices
+    :data:`BOOLQ_CHOICES`, ``true`` is index 0."""
+    answer = get_field(obj, "answer", bool, where)
+    return QARecord(
+        id=record_id,
+        question=get_field(obj, "question", str, where),
+        choices=BOOLQ_CHOICES,
+        labels=letters(2),
+        answer=0 if answer else 1,
+        passage=get_field(obj, "passage", str, where),
+    )
+
+
+def mmlu_record(
+    record_id: str, question: str, choices: Sequence[str], answer: int, where: str
+) -> QARecord:
+    """An MMLU question: 4 options labelled ``A``-``D``, ``answer`` their 0-based index."""
+    if len(choices) != 4:
+        raise DataFileError(f"{where}: expected 4 options (A-D), got {len(choices)}")
+    if not 0 <= answer < 4:
+        raise DataFileError(f"{where}: answer index must be 0-3 (A-D), got {answer}")
+    return QARecord(
+        id=record_id,
+        question=question,
+        choices=tuple(choices),
+        labels=_MMLU_LETTERS,
+        answer=answer,
+    )
+
+
+# ----- file readers -----
 
 
 def read_winogrande(path: str | Path) -> list[QARecord]:
@@ -62,18 +152,7 @@ def read_winogrande(path: str | Path) -> list[QARecord]:
     records = []
     for number, obj in _jsonl(path):
         where = f"{path}: line {number}"
-        answer = _get(obj, "answer", str, where)
-        if answer not in ("1", "2"):
-            raise DataFileError(f'{where}: answer must be "1" or "2", got {answer!r}')
-        records.append(
-            QARecord(
-                id=_get(obj, "qID", str, where),
-                question=_get(obj, "sentence", str, where),
-                choices=(_get(obj, "option1", str, where), _get(obj, "option2", str, where)),
-                labels=letters(2),
-                answer=int(answer) - 1,
-            )
-        )
+        records.append(winogrande_record(obj, get_field(obj, "qID", str, where), where))
     return records
 
 
@@ -86,9 +165,9 @@ def read_arc_or_obqa(path: str | Path) -> list[QARecord]:
     records = []
     for number, obj in _jsonl(path):
         where = f"{path}: line {number}"
-        question = _get(obj, "question", dict, where)
-        stem = _get(question, "stem", str, f"{where}: question")
-        raw_choices = _get(question, "choices", list, f"{where}: question")
+        question = get_field(obj, "question", dict, where)
+        stem = get_field(question, "stem", str, f"{where}: question")
+        raw_choices = get_field(question, "choices", list, f"{where}: question")
         if len(raw_choices) < 2:
             raise DataFileError(f"{where}: expected at least 2 choices, got {len(raw_choices)}")
         texts, file_labels = [], []
@@ -96,24 +175,11 @@ def read_arc_or_obqa(path: str | Path) -> list[QARecord]:
             cwhere = f"{where}: question.choices[{i}]"
             if not isinstance(choice, dict):
                 raise DataFileError(f"{cwhere}: expected an object, got {type(choice).__name__}")
-            texts.append(_get(choice, "text", str, cwhere))
-            file_labels.append(_get(choice, "label", str, cwhere))
-        if len(set(file_labels)) != len(file_labels):
-            raise DataFileError(f"{where}: repeated choice labels {file_labels}")
-        key = _get(obj, "answerKey", str, where)
-        if key not in file_labels:
-            raise DataFileError(
-                f"{where}: answer key {key!r} is not among the choice labels {file_labels}"
-            )
-        records.append(
-            QARecord(
-                id=_get(obj, "id", str, where),
-                question=stem,
-                choices=tuple(texts),
-                labels=letters(len(texts)),
-                answer=file_labels.index(key),
-            )
-        )
+            texts.append(get_field(choice, "text", str, cwhere))
+            file_labels.append(get_field(choice, "label", str, cwhere))
+        key = get_field(obj, "answerKey", str, where)
+        record_id = get_field(obj, "id", str, where)
+        records.append(lettered_choice_record(record_id, stem, texts, file_labels, key, where))
     return records
 
 
@@ -123,21 +189,10 @@ def read_boolq(path: str | Path) -> list[QARecord]:
     BoolQ has no ids; a record's id is ``"<file stem>-<0-based position>"``, e.g. ``"dev-0"``.
     """
     path = Path(path)
-    records = []
-    for index, (number, obj) in enumerate(_jsonl(path)):
-        where = f"{path}: line {number}"
-        answer = _get(obj, "answer", bool, where)
-        records.append(
-            QARecord(
-                id=f"{path.stem}-{index}",
-                question=_get(obj, "question", str, where),
-                choices=BOOLQ_CHOICES,
-                labels=letters(2),
-                answer=0 if answer else 1,
-                passage=_get(obj, "passage", str, where),
-            )
-        )
-    return records
+    return [
+        boolq_record(obj, f"{path.stem}-{index}", f"{path}: line {number}")
+        for index, (number, obj) in enumerate(_jsonl(path))
+    ]
 
 
 def read_mmlu_csv(path: str | Path) -> list[QARecord]:
@@ -169,12 +224,8 @@ def read_mmlu_csv(path: str | Path) -> list[QARecord]:
         if answer not in _MMLU_LETTERS:
             raise DataFileError(f"{where}: answer must be one of A-D, got {row[5]!r}")
         records.append(
-            QARecord(
-                id=f"{path.stem}-{len(records)}",
-                question=row[0],
-                choices=tuple(row[1:5]),
-                labels=_MMLU_LETTERS,
-                answer=_MMLU_LETTERS.index(answer),
+            mmlu_record(
+                f"{path.stem}-{len(records)}", row[0], row[1:5], _MMLU_LETTERS.index(answer), where
             )
         )
     if not records:

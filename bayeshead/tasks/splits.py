@@ -3,7 +3,8 @@
 The evaluation split of every in-distribution task is the dataset's dev (validation) split; the
 official test splits are not used. MMLU subjects are out-of-distribution evaluation sets only
 (no training split). Paths are relative to the data directory (``shared/data`` of the project,
-described in its ``README.md``).
+described in its ``README.md``). Without a data directory, :func:`load_task` loads the same tasks
+from the Hugging Face hub (:mod:`bayeshead.tasks.hub`).
 """
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ import os
 import random
 from collections.abc import Callable
 from pathlib import Path
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 from bayeshead.errors import UserInputError
+from bayeshead.tasks.hub import load_task_from_hub
 from bayeshead.tasks.readers import read_arc_or_obqa, read_boolq, read_mmlu_csv, read_winogrande
 from bayeshead.tasks.records import QARecord
 
@@ -23,6 +25,7 @@ __all__ = [
     "DATA_DIR_ENV",
     "TASK_FILES",
     "TaskFiles",
+    "TaskSource",
     "default_data_dir",
     "load_task",
     "split_boolq_dev",
@@ -30,6 +33,9 @@ __all__ = [
 
 DATA_DIR_ENV = "BAYESHEAD_DATA"
 BOOLQ_SPLIT_SEED = 0
+
+TaskSource = Literal["auto", "files", "hub"]
+_SOURCES = ("auto", "files", "hub")
 
 
 class TaskFiles(NamedTuple):
@@ -101,17 +107,40 @@ def split_boolq_dev(records: list[QARecord]) -> tuple[list[QARecord], list[QARec
 
 
 def load_task(
-    name: str, data_dir: str | Path | None = None
+    name: str, data_dir: str | Path | None = None, *, source: TaskSource = "auto"
 ) -> tuple[list[QARecord] | None, list[QARecord]]:
     """``(train records or None, eval records)`` of task ``name``.
 
-    ``data_dir`` defaults to :func:`default_data_dir`. MMLU tasks have no training split
-    (``None``). ``boolq`` returns the two halves of BoolQ dev (:func:`split_boolq_dev`): a
-    seeded half/half split, not the official train split.
+    ``source`` says where the questions come from:
+
+    * ``"files"``: the data directory ``data_dir``, by default :func:`default_data_dir`; no
+      directory is an error.
+    * ``"hub"``: the Hugging Face hub (:func:`bayeshead.tasks.hub.load_task_from_hub`, needs
+      the ``datasets`` package and a connection); ``data_dir`` must then be ``None``.
+    * ``"auto"`` (default): the files when ``data_dir`` is given or :func:`default_data_dir`
+      finds a directory, else the hub. A ``data_dir`` (or ``$BAYESHEAD_DATA``) that is not a
+      directory stays an error rather than falling back.
+
+    MMLU tasks have no training split (``None``). From the files, ``boolq`` returns the two
+    halves of BoolQ dev (:func:`split_boolq_dev`: a seeded half/half split, since the training
+    file with passages is absent); from the hub it returns the official train and validation
+    splits.
     """
     if name not in TASK_FILES:
         raise UserInputError(f"unknown task {name!r}; known tasks: {', '.join(sorted(TASK_FILES))}")
+    if source not in _SOURCES:
+        raise UserInputError(
+            f"unknown task source {source!r}; expected one of {', '.join(_SOURCES)}"
+        )
+    if source == "hub":
+        if data_dir is not None:
+            raise UserInputError(
+                f"a data directory ({data_dir}) and source 'hub' were both given: drop one"
+            )
+        return load_task_from_hub(name)
     root = Path(data_dir) if data_dir is not None else default_data_dir()
+    if root is None and source == "auto":
+        return load_task_from_hub(name)
     if root is None or not root.is_dir():
         where = f"{root} is not a directory" if root is not None else "no data directory found"
         raise UserInputError(
