@@ -119,6 +119,31 @@ class BackboneConfig(StrictModel):
         "float32", description="Backbone weights dtype; head and covariance algebra stay fp32/fp64."
     )
     trust_remote_code: bool = False
+    load_in_8bit: bool = Field(
+        False,
+        description="Load bitsandbytes 8-bit weights (transformers.BitsAndBytesConfig(load_in_8bit=True)); "
+        "GPU only, needs the bitsandbytes package.",
+    )
+    device: str | None = Field(
+        None,
+        description="Where the backbone (and the head) run: None keeps the model where it loads (CPU; "
+        "CUDA if load_in_8bit), 'cpu', 'cuda', 'cuda:0', ..., or 'auto' (CUDA when available, else CPU).",
+    )
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, value: str | None) -> str | None:
+        if value is None or value == "auto":
+            return value
+        import torch
+
+        try:
+            torch.device(value)
+        except RuntimeError:
+            raise ValueError(
+                f"device must be None, 'auto' or a torch device such as 'cpu', 'cuda' or 'cuda:0'; got {value!r}"
+            ) from None
+        return value
 
 
 class TrainingConfig(StrictModel):

@@ -25,6 +25,15 @@ from bayeshead.types import Predictive
 __all__ = ["BayesianModel"]
 
 
+def _backbone_device(backbone: Backbone) -> torch.device | None:
+    """The device of the backbone's weights (None for a backbone without parameters)."""
+    device = getattr(backbone, "device", None)
+    if isinstance(device, torch.device):
+        return device
+    param = next(iter(backbone.parameters()), None)
+    return None if param is None else param.device
+
+
 class BayesianModel(nn.Module):
     """A backbone whose features feed a Bayesian head; adapters, if any, live in the backbone."""
 
@@ -65,7 +74,37 @@ class BayesianModel(nn.Module):
             backbone.requires_grad_(False)
         head_cls = HEADS.get(config.head.kind)
         head = head_cls.from_config(config.head, backbone.feature_dim, num_outputs)
+        device = _backbone_device(backbone)
+        if device is not None:
+            head = head.to(device)  # heads are built on the CPU; run them where the features are
         return cls(backbone, head, config, adapted)
+
+    def init_head_from_answers(self, answers: Sequence[str]) -> None:
+        """Start the head at a causal LM's answer-token logits: its class rows become the LM-head
+        rows of the answers' tokens t_c (" A", " B", ... or " true"/" false"), so that with
+        ``last_token`` features the head's (mean) logits are z_c = w_{t_c}ᵀ h_last (+ b_{t_c}),
+        the LM's next-token logits of the answers (as BLoB / Laplace-LoRA score them)."""
+        from bayeshead.heads.init_rows import init_head_from_rows
+
+        rows_of = getattr(self.backbone, "answer_head_rows", None)
+        if not callable(rows_of):
+            raise TypeError(
+                f"init_head_from_answers: the backbone {type(self.backbone).__name__} has no answer_head_rows; "
+                "expected a HuggingFaceBackbone around a causal LM (backbone.model_class=causal_lm)"
+            )
+        if isinstance(answers, str):
+            raise TypeError(
+                f"init_head_from_answers: answers must be a list of strings (one per class), got the string "
+                f"{answers!r}; e.g. [' A', ' B', ' C', ' D']"
+            )
+        answers = list(answers)
+        if len(answers) != self.head.num_outputs:
+            raise ValueError(
+                f"init_head_from_answers: got {len(answers)} answers {answers!r} but the head has "
+                f"{self.head.num_outputs} classes; give one answer per class, in class order"
+            )
+        weight, bias = rows_of(answers)
+        init_head_from_rows(self.head, weight, bias)
 
     # -- features and prediction --------------------------------------------------------------
     def _as_batch(self, batch: Mapping[str, Tensor] | Sequence[str]) -> Mapping[str, Tensor]:

