@@ -130,14 +130,19 @@ class BayesianModel(nn.Module):
         *,
         n_samples: int | None = None,
         generator: torch.Generator | None = None,
+        during_training: bool = False,
     ) -> Predictive:
-        """The head's predictive for a tokenized batch or a list of texts (eval mode)."""
+        """The head's predictive for a tokenized batch or a list of texts (eval mode).
+
+        ``during_training=True`` is the trainer's validation pass, before the post-hoc stage
+        (:meth:`~bayeshead.heads.base.UncertaintyHead.predict_while_training`)."""
         was_training = self.training
         self.eval()
         if n_samples is None:
             n_samples = self.config.evaluation.n_samples
+        predict = self.head.predict_while_training if during_training else self.head.predict_model
         try:
-            return self.head.predict_model(self, self._as_batch(batch), n_samples=n_samples, generator=generator)
+            return predict(self, self._as_batch(batch), n_samples=n_samples, generator=generator)
         finally:
             self.train(was_training)
 

@@ -144,6 +144,19 @@ class UncertaintyHead(nn.Module, ABC):
         parameters) override this; it is the only place a head touches the backbone."""
         return self.predict(model.features(batch), n_samples=n_samples, generator=generator)
 
+    def predict_while_training(
+        self,
+        model: Any,
+        batch: Any,
+        *,
+        n_samples: int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Predictive:
+        """The predictive the trainer scores on validation data during training (early stopping),
+        before the post-hoc stage. Default: :meth:`predict_model`. A head whose posterior only
+        exists after that stage (Laplace over adapter parameters) scores its MAP network here."""
+        return self.predict_model(model, batch, n_samples=n_samples, generator=generator)
+
     def fit_posthoc(self, features: Tensor, targets: Tensor, **kwargs: Any) -> None:  # noqa: B027
         """Post-hoc fitting on cached features (Laplace, temperature scaling); no-op by default."""
 

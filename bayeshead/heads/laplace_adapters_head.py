@@ -110,6 +110,18 @@ class LaplaceAdaptersHead(DeterministicHead):
             )
         return self.laplace.predict(batch, link=self.config.link, n_samples=n_samples or self.config.n_samples, generator=generator)
 
+    def predict_while_training(
+        self,
+        model: BayesianModel,
+        batch: Mapping[str, Tensor] | Sequence[str],
+        *,
+        n_samples: int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> CategoricalPredictive:
+        """During training the posterior does not exist yet: validation scores the MAP softmax
+        network being trained (the mean the Laplace posterior will be centred on)."""
+        return self.predict(model.features(batch))
+
     def extra_repr(self) -> str:
         return super().extra_repr() + f", structure={self.config.hessian_structure}, fitted={self.laplace is not None}"
 
