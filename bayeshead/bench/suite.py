@@ -1,7 +1,7 @@
 """Benchmark suites: methods (config overrides on a shared base) x seeds, on one data set.
 
 A suite is a :class:`SuiteConfig`; the built-in ``quick`` suite is :data:`QUICK`, and any YAML
-file of the same shape works (``bayeshead bench --suite my_suite.yaml``)::
+file of the same shape works (``bayeshead bench run my_suite.yaml``)::
 
     name: my-suite
     base: ["training.epochs=2", "optimizer.lr=1e-3"]
@@ -9,6 +9,11 @@ file of the same shape works (``bayeshead bench --suite my_suite.yaml``)::
     methods:
       - {name: lora+mle, overrides: ["adapter.kind=lora", "head.kind=deterministic"]}
       - {name: lora+ensemble, overrides: ["adapter.kind=lora"], ensemble_members: 3}
+    # optional: common-sense QA tasks instead of the tweets, and OOD sets per task
+    tasks: [winogrande_s, arc_easy, obqa]
+    ood_tasks: {obqa: [arc_challenge, arc_easy, mmlu_college_chemistry, mmlu_college_physics]}
+
+A run is one method x task x seed.
 """
 
 from __future__ import annotations
@@ -39,15 +44,42 @@ class SuiteConfig(StrictModel):
     base: list[str] = Field(default_factory=list, description="Overrides shared by every method.")
     methods: list[MethodSpec] = Field(min_length=1)
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
-    n_train: PositiveInt = Field(800, description="Training examples (subsampled, seeded).")
+    tasks: list[str] = Field(
+        default_factory=list,
+        description="Common-sense QA tasks (bayeshead.tasks); empty: tweet sentiment (or --data).",
+    )
+    ood_tasks: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="QA task -> evaluation sets scored by its model (OBQA -> ARC-C, ARC-E, MMLU).",
+    )
+    n_train: PositiveInt | None = Field(
+        800, description="Training examples (subsampled, seeded); null: the whole training split (QA)."
+    )
     n_val: PositiveInt = Field(
         200, description="Validation examples (early stopping, temperature, Laplace prior)."
     )
-    n_test: PositiveInt = Field(400, description="Test examples.")
-    n_ood: PositiveInt = Field(200, description="Out-of-distribution texts.")
+    n_test: PositiveInt | None = Field(
+        400, description="Test examples; null: the whole evaluation split (QA)."
+    )
+    n_ood: PositiveInt | None = Field(
+        200, description="Out-of-distribution examples per OOD set; null: all (QA)."
+    )
     data_seed: int = Field(
         0, description="Seed of the data subsample (the same for every method and seed)."
     )
+
+    @model_validator(mode="after")
+    def _known_tasks(self) -> SuiteConfig:
+        from bayeshead.registry import TASKS
+
+        named = [*self.tasks, *self.ood_tasks, *(t for ts in self.ood_tasks.values() for t in ts)]
+        unknown = sorted({t for t in named if t not in TASKS})
+        if unknown:
+            raise ValueError(f"unknown task(s) {unknown}; known tasks: {', '.join(TASKS.names())}")
+        stray = sorted(set(self.ood_tasks) - set(self.tasks))
+        if stray:
+            raise ValueError(f"ood_tasks names {stray}, which are not in tasks {self.tasks}")
+        return self
 
     @model_validator(mode="after")
     def _unique(self) -> SuiteConfig:
@@ -66,6 +98,20 @@ class SuiteConfig(StrictModel):
         if unknown:
             raise ConfigError(f"unknown method(s) {unknown}; the suite {self.name!r} has {known}")
         return self.model_copy(update={"methods": [m for m in self.methods if m.name in names]})
+
+    def select_tasks(self, names: list[str] | None) -> SuiteConfig:
+        """The suite restricted to the QA tasks ``names``; unknown names are errors."""
+        if not names:
+            return self
+        unknown = [n for n in names if n not in self.tasks]
+        if unknown:
+            raise ConfigError(f"unknown task(s) {unknown}; the suite {self.name!r} has {self.tasks}")
+        return self.model_copy(
+            update={
+                "tasks": [t for t in self.tasks if t in names],
+                "ood_tasks": {k: v for k, v in self.ood_tasks.items() if k in names},
+            }
+        )
 
 
 _LORA = ["adapter.kind=lora"]
@@ -144,12 +190,17 @@ QUICK = SuiteConfig(
 
 SUITES: dict[str, SuiteConfig] = {"quick": QUICK}
 
+BENCHMARK_DIR = Path("benchmarks")
+"""Suite files found by bare name (``bench run commonsense-cpu``), relative to the working directory."""
+
 
 def load_suite(name_or_path: str) -> SuiteConfig:
     """A built-in suite by name, or a YAML/JSON suite file."""
     if name_or_path in SUITES:
         return SUITES[name_or_path]
     path = Path(name_or_path)
+    if not path.suffix and (BENCHMARK_DIR / f"{name_or_path}.yaml").is_file():
+        path = BENCHMARK_DIR / f"{name_or_path}.yaml"
     if not path.suffix:
         raise ConfigError(
             f"unknown suite {name_or_path!r}: built-in suites are {sorted(SUITES)}, or give a YAML file"

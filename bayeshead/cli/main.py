@@ -1,4 +1,5 @@
-"""``bayeshead`` console script: ``list``, ``validate``, ``demo``, ``train``, ``bench``, ``report``.
+"""``bayeshead`` console script: ``list``, ``validate``, ``demo``, ``train``, ``bench run``,
+``bench report`` (also ``report``).
 
 Bad arguments and invalid configs print the problem (no traceback) and exit with status 2.
 """
@@ -96,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", default="outputs/demo", help="where the trained model is saved")
     p.set_defaults(func=cmd_demo)
 
-    from bayeshead.cli.bench import add_bench_arguments, cmd_bench, cmd_report
+    from bayeshead.cli.bench import add_bench_parsers, add_report_arguments
     from bayeshead.cli.train import add_train_arguments, cmd_train
 
     p = sub.add_parser(
@@ -107,22 +108,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser(
-        "bench", help="methods side by side (the main job: --suite quick), table + reliability PNGs"
+        "bench",
+        help="methods x tasks x seeds side by side: 'bench run SUITE' (the main job: quick), 'bench report DIR'",
     )
-    add_bench_arguments(p)
-    p.set_defaults(func=cmd_bench)
+    add_bench_parsers(p)
 
-    p = sub.add_parser("report", help="rebuild the tables and figures of a bench output folder from its run JSONs")
-    p.add_argument("runs", help="folder holding run JSONs (searched recursively)")
-    p.add_argument("--out", help="where to write the report (default: the runs folder)")
-    p.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
-    p.set_defaults(func=cmd_report)
+    p = sub.add_parser("report", help="the same as 'bench report DIR'")
+    add_report_arguments(p)
     return parser
+
+
+def _legacy_bench(argv: list[str]) -> list[str]:
+    """``bench --suite quick ...`` (no subcommand) means ``bench run --suite quick ...``."""
+    if argv[:1] == ["bench"] and (len(argv) == 1 or argv[1] not in ("run", "report", "-h", "--help")):
+        return ["bench", "run", *argv[1:]]
+    return argv
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)  # argparse itself exits 2 on bad arguments
+    args = parser.parse_args(_legacy_bench(list(sys.argv[1:] if argv is None else argv)))  # argparse itself exits 2 on bad arguments
     try:
         return int(args.func(args) or 0)
     except ValidationError as err:
