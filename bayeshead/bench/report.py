@@ -53,7 +53,8 @@ _EXTRA_KEYS = ["aece", "aurc", "ood_auroc_entropy", "ood_auroc_mi", "peak_memory
 
 
 def load_runs(directory: str | Path) -> list[dict[str, Any]]:
-    """Every ``*.json`` run record under ``directory`` (recursively), sorted by method and seed."""
+    """Every ``*.json`` run record under ``directory`` (recursively), in suite order (task, then
+    method, as recorded in each run's ``suite_position``), else in path order."""
     paths = sorted(Path(directory).rglob("*.json"))
     runs = []
     for path in paths:
@@ -65,7 +66,13 @@ def load_runs(directory: str | Path) -> list[dict[str, Any]]:
             runs.append(record)
     if not runs:
         raise ValueError(f"no run records (JSON with 'method' and 'metrics') under {directory}")
+    runs.sort(key=_suite_order)  # stable: records without a suite position keep the path order
     return runs
+
+
+def _suite_order(record: dict[str, Any]) -> tuple[float, float]:
+    position = record.get("suite_position") or {}
+    return (position.get("task", math.inf), position.get("method", math.inf))
 
 
 def _value(record: dict[str, Any], key: str) -> float | None:

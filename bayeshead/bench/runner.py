@@ -42,7 +42,7 @@ __all__ = [
     "method_config",
 ]
 
-RUN_SCHEMA = 2  # 2: "task", "head_init", data.ood_sets and "<set>/<metric>" OOD-set metrics
+RUN_SCHEMA = 2  # 2: "task", "head_init", "suite_position", data.ood_sets and "<set>/<metric>" OOD-set metrics
 
 
 @dataclass
@@ -179,6 +179,15 @@ def _init_heads_from_answers(model: Any, heads: Sequence[Any], config: Experimen
     return True
 
 
+def _suite_position(suite: SuiteConfig, method: MethodSpec, task: str | None) -> dict[str, int]:
+    """Where the run sits in its suite (task, method), so a report rebuilt from the JSONs lists
+    tasks and methods in the suite's order rather than in file-name order."""
+    return {
+        "task": suite.tasks.index(task) if task in suite.tasks else 0,
+        "method": [m.name for m in suite.methods].index(method.name),
+    }
+
+
 def run_method(
     suite: SuiteConfig,
     method: MethodSpec,
@@ -231,6 +240,7 @@ def run_method(
         "task": data.task,
         "method": method.name,
         "seed": seed,
+        "suite_position": _suite_position(suite, method, data.task),
         "ensemble_members": members,
         "config": config.model_dump(mode="json"),
         "versions": _versions(),
