@@ -190,19 +190,36 @@ QUICK = SuiteConfig(
 
 SUITES: dict[str, SuiteConfig] = {"quick": QUICK}
 
-BENCHMARK_DIR = Path("benchmarks")
-"""Suite files found by bare name (``bench run commonsense-cpu``), relative to the working directory."""
+BENCHMARK_DIRS = (Path("benchmarks"), Path(__file__).resolve().parents[2] / "benchmarks")
+"""Where suite files are found by bare name (``bench run commonsense-cpu``): ``benchmarks/`` of
+the working directory, then that of the checkout bayeshead runs from."""
+
+
+def _suite_file(name: str) -> Path | None:
+    for folder in BENCHMARK_DIRS:
+        for suffix in (".yaml", ".yml"):
+            if (folder / f"{name}{suffix}").is_file():
+                return folder / f"{name}{suffix}"
+    return None
 
 
 def load_suite(name_or_path: str) -> SuiteConfig:
-    """A built-in suite by name, or a YAML/JSON suite file."""
+    """A built-in suite by name, a suite file of ``benchmarks/`` by bare name, or a YAML/JSON
+    suite file."""
     if name_or_path in SUITES:
         return SUITES[name_or_path]
     path = Path(name_or_path)
-    if not path.suffix and (BENCHMARK_DIR / f"{name_or_path}.yaml").is_file():
-        path = BENCHMARK_DIR / f"{name_or_path}.yaml"
     if not path.suffix:
-        raise ConfigError(
-            f"unknown suite {name_or_path!r}: built-in suites are {sorted(SUITES)}, or give a YAML file"
-        )
+        found = _suite_file(name_or_path)
+        if found is None:
+            raise ConfigError(
+                f"unknown suite {name_or_path!r}: built-in suites are {sorted(SUITES)}, files by name are "
+                f"those of {BENCHMARK_DIRS[0]}/ ({', '.join(_named_suites()) or 'none here'}); or give a YAML file"
+            )
+        path = found
     return SuiteConfig.model_validate(read_config_file(path))
+
+
+def _named_suites() -> list[str]:
+    names = {p.stem for folder in BENCHMARK_DIRS if folder.is_dir() for p in folder.glob("*.y*ml")}
+    return sorted(names)
