@@ -212,7 +212,11 @@ def qa_benchmark(
         f"{len(fit_records)} train / {len(val_records)} val (both from the training split) / "
         f"{len(test_records)} test (of {len(eval_records)} in the evaluation split), seed {seed}"
         + (f"; OOD sets: {', '.join(ood_notes)}" if ood_notes else "")
-        + ("; BoolQ: train and test are the two seeded halves of the dev file" if task_name == "boolq" else "")
+        + (
+            "; BoolQ: train and test are the two seeded halves of the dev file"
+            if task_name == "boolq" and where != "the hub"
+            else ""
+        )
     )
     return BenchData(
         train=task.dataset(fit_records, "train"),
