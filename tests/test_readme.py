@@ -1,4 +1,5 @@
-"""The README's Python example runs as written, and its set-up commands are the ones CI uses."""
+"""The README's Python example is short (tests/test_docs_examples.py runs it), and its set-up
+commands are the ones CI uses."""
 
 from __future__ import annotations
 
@@ -13,13 +14,12 @@ def _blocks(language: str) -> list[str]:
     return re.findall(rf"```{language}\n(.*?)```", README, flags=re.S)
 
 
-def test_readme_python_example_runs(tmp_path, monkeypatch, capsys):
+def test_readme_has_one_short_python_example():
+    """The README shows one example of at most 12 lines; tests/test_docs_examples.py runs it
+    (in a subprocess, with the examples of docs/)."""
     blocks = _blocks("python")
     assert len(blocks) == 1 and len(blocks[0].strip().splitlines()) <= 12
-    monkeypatch.chdir(tmp_path)
-    exec(compile(blocks[0], "README.md", "exec"), {"__name__": "readme"})
-    out = capsys.readouterr().out
-    assert "tensor(" in out and (tmp_path / "outputs" / "readme-model" / "head.safetensors").is_file()
+    assert "save_pretrained" in blocks[0] and "from_pretrained" in blocks[0]
 
 
 def test_readme_has_exactly_two_setup_commands_and_ci_runs_the_test_one():
