@@ -6,6 +6,7 @@ initialised from the LM-head rows of the answer tokens, so that at initialisatio
 
 from __future__ import annotations
 
+import sys
 from typing import Literal
 
 import pytest
@@ -323,12 +324,7 @@ def test_8bit_needs_a_gpu(monkeypatch):
 
 
 def test_8bit_without_bitsandbytes_says_what_to_install(monkeypatch):
-    try:
-        import bitsandbytes  # noqa: F401
-    except ImportError:
-        pass
-    else:
-        pytest.skip("bitsandbytes is installed")
+    monkeypatch.setitem(sys.modules, "bitsandbytes", None)  # `import bitsandbytes` raises ImportError
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # a GPU, but no bitsandbytes
     with pytest.raises(ImportError, match="pip install bitsandbytes"):
         HuggingFaceBackbone.from_config(

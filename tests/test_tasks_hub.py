@@ -1,7 +1,7 @@
 """The common-sense QA tasks from the Hugging Face hub (bayeshead.tasks.hub) and the fallback of
 load_task to it, with a fake ``load_dataset`` serving rows in the hub schemas: no network and no
-``datasets`` package needed. The comparisons with the file readers use ../shared/data and are
-skipped where that folder is absent."""
+``datasets`` package needed. The comparisons with the file readers use ../shared/data (beside the checkout, as
+in CI)."""
 
 from __future__ import annotations
 
@@ -31,9 +31,6 @@ from bayeshead.tasks import (
 )
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-needs_data = pytest.mark.skipif(
-    not DATA.is_dir(), reason=f"benchmark data folder {DATA} is absent (shared/data of the project)"
-)
 
 AB = ("A", "B")
 ABCD = ("A", "B", "C", "D")
@@ -293,7 +290,6 @@ def _same(task: str, hub: QARecord, file: QARecord, *, same_id: bool) -> None:
     assert format_prompt(task, hub) == format_prompt(task, file)
 
 
-@needs_data
 def test_arc_easy_first_dev_row_matches_the_file():
     file = read_arc_or_obqa(DATA / "arc_easy/ARC-Easy-Dev.jsonl")[0]
     row = {
@@ -308,7 +304,6 @@ def test_arc_easy_first_dev_row_matches_the_file():
     _same("arc_easy", _from_hub("arc_easy", row), file, same_id=True)
 
 
-@needs_data
 def test_arc_five_options_matches_the_file():
     file = read_arc_or_obqa(DATA / "arc_easy/ARC-Easy-Dev.jsonl")[17]  # line 18
     row = {
@@ -325,7 +320,6 @@ def test_arc_five_options_matches_the_file():
     _same("arc_easy", hub, file, same_id=True)
 
 
-@needs_data
 def test_arc_numeric_key_matches_the_file():
     records = read_arc_or_obqa(DATA / "arc_challenge/ARC-Challenge-Dev.jsonl")
     file = next(r for r in records if r.id == "NYSEDREGENTS_2014_8_20")
@@ -351,7 +345,6 @@ def test_arc_numeric_key_matches_the_file():
     _same("arc_challenge", hub, file, same_id=True)
 
 
-@needs_data
 def test_obqa_first_dev_row_matches_the_file():
     file = read_arc_or_obqa(DATA / "openbookqa/dev.jsonl")[0]
     row = {
@@ -367,7 +360,6 @@ def test_obqa_first_dev_row_matches_the_file():
     _same("obqa", _from_hub("obqa", row), file, same_id=True)
 
 
-@needs_data
 @pytest.mark.parametrize("task", ["winogrande_s", "winogrande_m"])
 def test_winogrande_first_dev_row_matches_the_file(task):
     file = read_winogrande(DATA / "winogrande/dev.jsonl")[0]
@@ -382,7 +374,6 @@ def test_winogrande_first_dev_row_matches_the_file(task):
     _same(task, hub, file, same_id=False)
 
 
-@needs_data
 def test_boolq_dev_row_matches_the_file():
     file = read_boolq(DATA / "boolq/dev.jsonl")[8]
     row = {
@@ -401,7 +392,6 @@ def test_boolq_dev_row_matches_the_file():
     _same("boolq", _from_hub("boolq", raw), first, same_id=False)
 
 
-@needs_data
 def test_mmlu_rows_match_the_file():
     file = read_mmlu_csv(DATA / "mmlu/test/college_chemistry_test.csv")[3]
     row = {

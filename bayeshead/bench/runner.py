@@ -70,6 +70,31 @@ def predict_texts(
     return Predictions(torch.cat(probs), torch.cat(logs), stacked)
 
 
+def _classification_metrics(pred: Predictions, labels: Tensor, n_bins: int) -> dict[str, float]:
+    from bayeshead import metrics
+
+    return {
+        "acc": metrics.accuracy(pred.probs, labels),
+        "nll": metrics.nll(pred.probs, labels, log_probs=pred.log_probs),
+        "brier": metrics.brier(pred.probs, labels),
+        "ece": metrics.ece(pred.probs, labels, n_bins),
+    }
+
+
+def _detection_metrics(test: Predictions, ood: Predictions) -> dict[str, float]:
+    """Telling ``ood`` from ``test`` (AUROC / AUPR / FPR95 per score); the mutual-information
+    score only when both sides have samples."""
+    from bayeshead import metrics
+
+    with_samples = test.samples is not None and ood.samples is not None
+    return metrics.ood_metrics(
+        test.probs,
+        ood.probs,
+        test.samples if with_samples else None,
+        ood.samples if with_samples else None,
+    )
+
+
 def evaluate_predictions(
     test: Predictions, labels: Tensor, ood: Predictions | None, n_bins: int = 15
 ) -> dict[str, Any]:
@@ -77,26 +102,12 @@ def evaluate_predictions(
     from bayeshead import metrics
 
     out: dict[str, Any] = {
-        "acc": metrics.accuracy(test.probs, labels),
-        "nll": metrics.nll(test.probs, labels, log_probs=test.log_probs),
-        "brier": metrics.brier(test.probs, labels),
-        "ece": metrics.ece(test.probs, labels, n_bins),
+        **_classification_metrics(test, labels, n_bins),
         "aece": metrics.adaptive_ece(test.probs, labels, n_bins),
         "aurc": metrics.aurc(test.probs, labels),
     }
     if ood is not None:
-        with_samples = test.samples is not None and ood.samples is not None
-        out.update(
-            {
-                f"ood_{k}": v
-                for k, v in metrics.ood_metrics(
-                    test.probs,
-                    ood.probs,
-                    test.samples if with_samples else None,
-                    ood.samples if with_samples else None,
-                ).items()
-            }
-        )
+        out.update({f"ood_{k}": v for k, v in _detection_metrics(test, ood).items()})
     bins = metrics.reliability_bins(test.probs, labels, n_bins)
     out["reliability"] = {
         "edges": list(bins.edges),
@@ -140,24 +151,7 @@ def labelled_set_metrics(
     test: Predictions, ood: Predictions, labels: Tensor, n_bins: int = 15
 ) -> dict[str, float]:
     """ACC, NLL, Brier, ECE on a labelled OOD set, and detection of it against the test set."""
-    from bayeshead import metrics
-
-    with_samples = test.samples is not None and ood.samples is not None
-    out = {
-        "acc": metrics.accuracy(ood.probs, labels),
-        "nll": metrics.nll(ood.probs, labels, log_probs=ood.log_probs),
-        "brier": metrics.brier(ood.probs, labels),
-        "ece": metrics.ece(ood.probs, labels, n_bins),
-    }
-    out.update(
-        metrics.ood_metrics(
-            test.probs,
-            ood.probs,
-            test.samples if with_samples else None,
-            ood.samples if with_samples else None,
-        )
-    )
-    return out
+    return {**_classification_metrics(ood, labels, n_bins), **_detection_metrics(test, ood)}
 
 
 def _init_heads_from_answers(model: Any, heads: Sequence[Any], config: ExperimentConfig) -> bool:
