@@ -31,6 +31,7 @@ from pydantic import (
     field_validator,
 )
 
+from bayeshead.errors import UserInputError
 from bayeshead.registry import REGISTRIES, Registry, RegistryError
 
 __all__ = [
@@ -52,7 +53,7 @@ DEFAULT_HEAD = "deterministic"
 DEFAULT_OPTIMIZER = "adamw"
 
 
-class ConfigError(ValueError):
+class ConfigError(UserInputError):
     """A config file that cannot be read or an override that cannot be applied."""
 
 

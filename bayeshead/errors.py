@@ -1,10 +1,28 @@
-"""Exceptions about what the user supplied (files, data, checkpoints): the CLI prints them
-without a traceback and exits with status 2. Importing this module imports nothing heavy."""
+"""The package's exception types. Every error bayeshead raises on purpose derives from
+:class:`BayesheadError`, so ``except BayesheadError`` catches all of them and nothing else.
+
+* :class:`UserInputError` -- something the user supplied (a file, data, a config value, a
+  checkpoint) cannot be used; the message names it and says how to fix it. The CLI prints it on
+  one line without a traceback and exits with status 2. Config, registry, data-file,
+  serialization and checkpoint errors are all user-input errors.
+* :class:`UsageError` -- a command-line invocation that does not fit (two suites, a missing
+  option); also printed on one line, exit 2.
+
+Importing this module imports nothing heavy.
+"""
 
 from __future__ import annotations
 
-__all__ = ["UserInputError"]
+__all__ = ["BayesheadError", "UserInputError", "UsageError"]
 
 
-class UserInputError(ValueError):
+class BayesheadError(Exception):
+    """Root of every exception type bayeshead defines."""
+
+
+class UserInputError(BayesheadError, ValueError):
     """Something the user gave cannot be used; the message names it and says how to fix it."""
+
+
+class UsageError(UserInputError):
+    """A command-line invocation that does not fit (conflicting or missing options)."""

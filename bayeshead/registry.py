@@ -1,4 +1,5 @@
-"""Name -> component registries: ``ADAPTERS``, ``HEADS``, ``OPTIMIZERS``, ``TASKS``.
+"""Name -> component registries: ``ADAPTERS``, ``HEADS``, ``METHODS``, ``OPTIMIZERS``, ``TASKS``,
+``BACKBONES``.
 
 Three ways an entry gets into a registry:
 
@@ -7,7 +8,7 @@ Three ways an entry gets into a registry:
    and imported only when first used (so ``import bayeshead`` stays light);
 3. third-party packages, through the entry-point groups ``bayeshead.heads``,
    ``bayeshead.adapters``, ``bayeshead.optimizers`` and ``bayeshead.tasks``.
-   The entry point's object is loaded on first use; if loading it did not register
+   (and ``bayeshead.methods``, ``bayeshead.backbones``). The entry point's object is loaded on first use; if loading it did not register
    the name itself, the loaded object is registered under the entry-point name.
 
 Unknown and duplicate names raise :class:`RegistryError`, which lists the known names.
@@ -24,11 +25,12 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from bayeshead._builtins import BUILTINS
+from bayeshead.errors import UserInputError
 
 T = TypeVar("T")
 
 
-class RegistryError(KeyError):
+class RegistryError(UserInputError, KeyError):
     """An unknown or duplicate registry name."""
 
     def __str__(self) -> str:  # KeyError quotes its message; show it plainly
@@ -170,12 +172,16 @@ class Registry:
 
 ADAPTERS = Registry("adapters", "bayeshead.adapters")
 HEADS = Registry("heads", "bayeshead.heads")
+METHODS = Registry("methods", "bayeshead.methods")
 OPTIMIZERS = Registry("optimizers", "bayeshead.optimizers")
 TASKS = Registry("tasks", "bayeshead.tasks")
+BACKBONES = Registry("backbones", "bayeshead.backbones")
 
 REGISTRIES: dict[str, Registry] = {
     "adapters": ADAPTERS,
     "heads": HEADS,
+    "methods": METHODS,
     "optimizers": OPTIMIZERS,
     "tasks": TASKS,
+    "backbones": BACKBONES,
 }

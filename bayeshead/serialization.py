@@ -28,6 +28,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from bayeshead.config import ExperimentConfig
+from bayeshead.errors import UserInputError
 
 if TYPE_CHECKING:
     from bayeshead.backbones.base import Backbone
@@ -44,7 +45,7 @@ ADAPTER_FILE = "adapters.safetensors"
 _PACKAGES = ("bayeshead", "torch", "transformers", "geoopt", "pydantic", "safetensors")
 
 
-class SerializationError(ValueError):
+class SerializationError(UserInputError):
     """A saved model directory that cannot be loaded."""
 
 

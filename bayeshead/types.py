@@ -26,7 +26,7 @@ class LossTerms:
     """A head's training objective for one mini-batch.
 
     ``total`` is the scalar to minimise, already per example (the data term averaged over the
-    batch, the KL divided by N_train). ``parts`` names its summands (``nll`` or ``bound``,
+    batch, the KL divided by N_train). ``parts`` names its summands (``nll`` or ``nll_bound`` (the negated Jensen bound),
     ``kl``, ``noise_prior``, ``weight_decay``, ...) for logging; ``total`` equals their sum
     unless a head says otherwise.
     """

@@ -11,7 +11,7 @@ from bayeshead.adapters import LoRAConfig, PoLARConfig, inject_adapters
 from bayeshead.backbones.huggingface import HuggingFaceBackbone
 from bayeshead.backbones.pooling import pool
 from bayeshead.heads.deterministic import DeterministicHead
-from bayeshead.heads.laplace_adapters import adapter_laplace_parameters, fit_adapter_laplace
+from bayeshead.methods.adapter_laplace import adapter_laplace_parameters, fit_adapter_laplace
 from bayeshead.model import BayesianModel
 
 C = 3
@@ -92,7 +92,7 @@ def test_full_ggn_matches_brute_force_and_diag(offline_tokenizer):
 
 
 def test_full_refused_when_too_large(offline_tokenizer, monkeypatch):
-    import bayeshead.heads.laplace_adapters as mod
+    import bayeshead.methods.adapter_laplace as mod
 
     model = _model(offline_tokenizer)
     monkeypatch.setattr(mod, "MAX_FULL_PARAMETERS", 10)

@@ -119,7 +119,7 @@ def test_loss_parts_and_gradients() -> None:
     head = _disc("lowrank")
     phi, y = torch.randn(6, 5, dtype=torch.float64), torch.randint(0, 4, (6,))
     terms = head.loss(phi, y)
-    assert set(terms.parts) == {"bound", "kl", "noise_prior"}
+    assert set(terms.parts) == {"nll_bound", "kl", "noise_prior"}
     torch.testing.assert_close(terms.total, sum(terms.parts.values()))
     torch.testing.assert_close(terms["kl"], head.kl() / 20)
     terms.total.backward()

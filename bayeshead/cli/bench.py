@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from bayeshead.cli.main import UsageError
+from bayeshead.errors import UsageError
 
 __all__ = ["add_bench_parsers", "add_report_arguments", "add_run_arguments", "cmd_bench", "cmd_report"]
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from bayeshead.cli.main import UsageError
+from bayeshead.errors import UsageError
 from bayeshead.config import load_config
 
 __all__ = ["run_demo"]

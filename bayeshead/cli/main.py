@@ -12,17 +12,12 @@ from collections.abc import Sequence
 
 from pydantic import ValidationError
 
-from bayeshead.config import ConfigError
-from bayeshead.errors import UserInputError
-from bayeshead.registry import REGISTRIES, RegistryError
+from bayeshead.errors import BayesheadError, UsageError
+from bayeshead.registry import REGISTRIES
 
 __all__ = ["main", "build_parser", "UsageError"]
 
 EXIT_USAGE = 2
-
-
-class UsageError(Exception):
-    """A problem with what the user asked for: printed without a traceback, exit 2."""
 
 
 def format_validation_error(err: ValidationError) -> str:
@@ -132,7 +127,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except ValidationError as err:
         print(format_validation_error(err), file=sys.stderr)
-    except (ConfigError, RegistryError, UsageError, UserInputError) as err:
+    except BayesheadError as err:
         print(f"error: {err}", file=sys.stderr)
     return EXIT_USAGE
 

@@ -16,7 +16,7 @@ import logging
 import time
 from pathlib import Path
 
-from bayeshead.cli.main import UsageError
+from bayeshead.errors import UsageError
 
 __all__ = ["add_train_arguments", "cmd_train"]
 

@@ -3,7 +3,7 @@
 Training is MAP: a softmax linear head (weight decay λ) with the adapters. After training the
 trainer calls :meth:`LaplaceAdaptersHead.fit_posthoc_model`, which fits the GGN-Laplace posterior
 over the adapter parameters (LoRA A/B, or PoLAR's Θ with U, V fixed) with
-:func:`~bayeshead.heads.laplace_adapters.fit_adapter_laplace` and chooses the prior precision δ by
+:func:`~bayeshead.methods.adapter_laplace.fit_adapter_laplace` and chooses the prior precision δ by
 maximising the Laplace log marginal likelihood
 
     log Z(δ) = log p(D|θ*) − ½δ‖θ*‖² + ½P·log δ − ½·log|H + δI|
@@ -34,7 +34,7 @@ from bayeshead.types import CategoricalPredictive
 
 if TYPE_CHECKING:
     from bayeshead.data import TextDataset
-    from bayeshead.heads.laplace_adapters import AdapterLaplace
+    from bayeshead.methods.adapter_laplace import AdapterLaplace
     from bayeshead.model import BayesianModel
 
 __all__ = ["LaplaceAdaptersHead", "LaplaceAdaptersConfig", "optimize_log_prior_precision"]
@@ -81,7 +81,7 @@ class LaplaceAdaptersHead(DeterministicHead):
 
     def fit_posthoc_model(self, model: BayesianModel, train: TextDataset, val: TextDataset | None = None) -> None:
         """Fit the posterior at the current (MAP) adapters on ``train`` and choose δ."""
-        from bayeshead.heads.laplace_adapters import fit_adapter_laplace
+        from bayeshead.methods.adapter_laplace import fit_adapter_laplace
 
         if model.head is not self:
             raise ValueError(f"{_NAME}: fit_posthoc_model needs the model this head belongs to")

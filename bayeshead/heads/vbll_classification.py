@@ -11,7 +11,7 @@ gives the per-example loss
 
     loss = −(1/B)·Σ_b [μ_y − log Σ_c exp(μ_c + ½ v_c)]_b + (1/N)·Σ_c KL(q(w_c) ‖ p) [+ (1/N)·noise prior]
 
-(parts ``bound``, ``kl``, ``noise_prior``). Predictive, chosen by ``config.predictive``:
+(parts ``nll_bound`` = −bound, ``kl``, ``noise_prior``). Predictive, chosen by ``config.predictive``:
 
 * ``"probit"`` (default; deterministic, so evaluation metrics repeat): softmax(μ / √(1 + (π/8)·v));
 * ``"mc"``: the mean of softmax(z_s) over z_s ~ N(μ, diag v), s = 1..S (S = ``n_samples`` or
@@ -89,8 +89,9 @@ class VBLLClassificationHead(VBLLRowsHead):
 
     # -- interface ---------------------------------------------------------------------------
     def loss(self, features: Tensor, targets: Tensor) -> LossTerms:
-        bound = -self.jensen_bound(features, targets).mean()
-        return elbo_terms("bound", bound, self)
+        # −(Jensen bound): an upper bound on the expected NLL, named for what it holds.
+        nll_bound = -self.jensen_bound(features, targets).mean()
+        return elbo_terms("nll_bound", nll_bound, self)
 
     def predict(
         self,

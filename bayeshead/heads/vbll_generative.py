@@ -13,7 +13,7 @@ and the per-example Jensen bound on E_q[log p(y | φ)] is
     log N(φ | m_y, Σ) − ½·tr(S_y Σ⁻¹) − log Σ_c exp ℓ_c(φ).
 
 Loss = −(1/B)·Σ_b bound_b + (1/N)·Σ_c KL(q(μ_c) ‖ p) [+ (1/N)·Wishart-type term on Σ⁻¹]
-(parts ``bound``, ``kl``, ``noise_prior``; the noise term has n = d). Cost of the logits per
+(parts ``nll_bound`` = −bound, ``kl``, ``noise_prior``; the noise term has n = d). Cost of the logits per
 batch: O(B·C·d) diagonal, O(B·C·d·r + C·d·r²) low rank, O(C·d³ + B·C·d²) dense (one d×d
 Cholesky factorisation of Σ + S_c per class). The prior variance defaults to s₀ (no width
 scaling), as in vbll.
@@ -135,8 +135,9 @@ class VBLLGenerativeHead(UncertaintyHead):
 
     # -- interface ---------------------------------------------------------------------------
     def loss(self, features: Tensor, targets: Tensor) -> LossTerms:
-        bound = -self.jensen_bound(features, targets).mean()
-        return elbo_terms("bound", bound, self)
+        # −(Jensen bound): an upper bound on the expected NLL, named for what it holds.
+        nll_bound = -self.jensen_bound(features, targets).mean()
+        return elbo_terms("nll_bound", nll_bound, self)
 
     def predict(
         self,
