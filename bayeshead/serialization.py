@@ -6,7 +6,9 @@ A saved model is a directory:
 * ``metadata.json``    -- schema version, package versions, head shape, adapted modules, and the
   name, shape and dtype of every saved tensor;
 * ``head.safetensors`` -- the head's parameters and buffers;
-* ``adapters.safetensors`` -- the adapter parameters (only when the model has adapters).
+* ``adapters.safetensors`` -- the adapter parameters (only when the model has adapters);
+* ``method.safetensors`` -- a whole-model method's own tensors (ensemble members, a fitted
+  adapter posterior), only when it has some.
 
 The frozen backbone weights are not copied: they are reloaded from ``config.backbone``.
 Nothing is pickled. Loading refuses, with a message naming the problem, an unknown schema
@@ -34,13 +36,23 @@ if TYPE_CHECKING:
     from bayeshead.backbones.base import Backbone
     from bayeshead.model import BayesianModel
 
-__all__ = ["SCHEMA_VERSION", "save_model", "load_model", "package_versions", "SerializationError"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "save_model",
+    "load_model",
+    "read_saved",
+    "load_model_state",
+    "load_method_state",
+    "package_versions",
+    "SerializationError",
+]
 
 SCHEMA_VERSION = 1
 CONFIG_FILE = "config.json"
 METADATA_FILE = "metadata.json"
 HEAD_FILE = "head.safetensors"
 ADAPTER_FILE = "adapters.safetensors"
+METHOD_FILE = "method.safetensors"
 
 _PACKAGES = ("bayeshead", "torch", "transformers", "geoopt", "pydantic", "safetensors")
 
@@ -97,14 +109,23 @@ def _adapter_state(model: BayesianModel) -> dict[str, Tensor]:
     return adapter_state_dict(model.backbone.model)
 
 
-def save_model(model: BayesianModel, directory: str | Path) -> Path:
-    """Write ``model`` to ``directory`` (created if needed); returns the directory."""
+def save_model(model: BayesianModel, directory: str | Path, extra: dict[str, Tensor] | None = None) -> Path:
+    """Write ``model`` to ``directory`` (created if needed), with a method's ``extra`` tensors in
+    ``method.safetensors``; returns the directory."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     config = model.config.model_copy(update={"head": model.head.config})
     head_tensors = _tensors(model.head.state_dict())
     adapter_tensors = _tensors(_adapter_state(model)) if model.adapted_modules else {}
+    method_tensors = _tensors(extra or {})
     files = {HEAD_FILE: _describe(head_tensors)}
+    if method_tensors:
+        files[METHOD_FILE] = _describe(method_tensors)
+        _write_atomic(
+            directory / METHOD_FILE, lambda tmp: save_file(method_tensors, tmp, metadata={"format": "pt"})
+        )
+    elif (directory / METHOD_FILE).exists():
+        (directory / METHOD_FILE).unlink()
     _write_atomic(directory / HEAD_FILE, lambda tmp: save_file(head_tensors, tmp, metadata={"format": "pt"}))
     if adapter_tensors:
         files[ADAPTER_FILE] = _describe(adapter_tensors)
@@ -126,6 +147,7 @@ def save_model(model: BayesianModel, directory: str | Path) -> Path:
                 "in_features": model.head.in_features,
                 "num_outputs": model.head.num_outputs,
             },
+            "method": {"kind": model.config.method.kind},
             "adapted_modules": list(model.adapted_modules),
             "files": files,
         },
@@ -176,11 +198,8 @@ def check_state(
         raise SerializationError(f"{where}: " + ", ".join(problems))
 
 
-def load_model(directory: str | Path, backbone: Backbone | None = None) -> BayesianModel:
-    """Rebuild the model saved in ``directory``. Pass ``backbone`` to reuse a loaded one
-    (it must be the same base model the head was trained on)."""
-    from bayeshead.model import BayesianModel
-
+def read_saved(directory: str | Path) -> tuple[ExperimentConfig, dict[str, Any]]:
+    """The experiment config and the metadata of a saved folder (schema version checked)."""
     directory = Path(directory)
     if not directory.is_dir():
         raise SerializationError(f"{directory} is not a directory")
@@ -193,8 +212,13 @@ def load_model(directory: str | Path, backbone: Backbone | None = None) -> Bayes
             "Load it with the bayeshead version that wrote it (see metadata.json 'versions')."
         )
     config = ExperimentConfig.model_validate(_read_json(directory / CONFIG_FILE))
+    return config, meta
+
+
+def load_model_state(model: BayesianModel, directory: str | Path, meta: dict[str, Any]) -> None:
+    """Copy the saved head and adapter tensors into ``model`` (built from the saved config)."""
+    directory = Path(directory)
     head_meta = meta.get("head", {})
-    model = BayesianModel.from_config(config, num_outputs=int(head_meta["num_outputs"]), backbone=backbone)
     if model.head.in_features != head_meta.get("in_features"):
         raise SerializationError(
             f"{directory}: the head was saved for {head_meta.get('in_features')} features but the "
@@ -218,5 +242,31 @@ def load_model(directory: str | Path, backbone: Backbone | None = None) -> Bayes
                 target = params.get(name, buffers.get(name))
                 assert target is not None  # guaranteed by check_state
                 target.copy_(value)
+
+
+def load_method_state(directory: str | Path, meta: dict[str, Any]) -> dict[str, Tensor]:
+    """A method's own tensors (``method.safetensors``; empty when the method saved none)."""
+    directory = Path(directory)
+    if METHOD_FILE not in meta.get("files", {}):
+        return {}
+    return _load_tensors(directory / METHOD_FILE)
+
+
+def load_model(directory: str | Path, backbone: Backbone | None = None) -> BayesianModel:
+    """Rebuild the model saved in ``directory``. Pass ``backbone`` to reuse a loaded one
+    (it must be the same base model the head was trained on). Folders written by a whole-model
+    method load with :func:`bayeshead.methods.load_method`."""
+    from bayeshead.model import BayesianModel
+
+    directory = Path(directory)
+    config, meta = read_saved(directory)
+    if config.method.kind != "single":
+        raise SerializationError(
+            f"{directory} was saved by the whole-model method {config.method.kind!r}; a BayesianModel alone "
+            "would drop its state. Load it with bayeshead.methods.load_method(directory)"
+        )
+    head_meta = meta.get("head", {})
+    model = BayesianModel.from_config(config, num_outputs=int(head_meta["num_outputs"]), backbone=backbone)
+    load_model_state(model, directory, meta)
     model.eval()
     return model

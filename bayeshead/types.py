@@ -102,6 +102,42 @@ class CategoricalPredictive(Predictive):
         log_mean = torch.logsumexp(log_p, dim=0) - math.log(logits.shape[0])
         return cls(probs=log_mean.exp(), log_probs=log_mean, samples=log_p.exp())
 
+    @classmethod
+    def from_sample_log_probs(cls, log_probs: Tensor) -> CategoricalPredictive:
+        """The mixture of S predictives given by their log-probabilities (S, B, C):
+        log p = logsumexp_s log p_s − log S, with the S member probabilities kept as samples
+        (Monte-Carlo passes, ensemble members)."""
+        if log_probs.dim() != 3 or log_probs.shape[0] == 0:
+            raise ValueError(
+                f"expected per-sample log-probabilities of shape (S >= 1, batch, classes), got {tuple(log_probs.shape)}"
+            )
+        log_mean = torch.logsumexp(log_probs, dim=0) - math.log(log_probs.shape[0])
+        return cls(probs=log_mean.exp(), log_probs=log_mean, samples=log_probs.exp())
+
+    @classmethod
+    def cat(cls, parts: list[CategoricalPredictive]) -> CategoricalPredictive:
+        """Concatenate the predictives of consecutive batches along the batch axis; samples are
+        kept only when every part has the same number of them."""
+        if not parts:
+            raise ValueError("CategoricalPredictive.cat needs at least one predictive")
+        counts = {None if p.samples is None else p.samples.shape[0] for p in parts}
+        samples = None
+        if len(counts) == 1 and None not in counts:
+            samples = torch.cat([p.samples for p in parts], dim=1)  # type: ignore[misc]
+        return cls(
+            probs=torch.cat([p.probs for p in parts]),
+            log_probs=torch.cat([p.log_probs for p in parts]),  # type: ignore[misc]
+            samples=samples,
+        )
+
+    def double(self) -> CategoricalPredictive:
+        """The same predictive in float64 (metrics are computed in float64)."""
+        return CategoricalPredictive(
+            probs=self.probs.double(),
+            log_probs=None if self.log_probs is None else self.log_probs.double(),
+            samples=None if self.samples is None else self.samples.double(),
+        )
+
     @property
     def num_classes(self) -> int:
         return self.probs.shape[-1]
@@ -158,3 +194,13 @@ class GaussianPredictive(Predictive):
 
     def to(self, device: torch.device | str) -> GaussianPredictive:
         return GaussianPredictive(mean=self.mean.to(device), var=self.var.to(device))
+
+    @classmethod
+    def cat(cls, parts: list[GaussianPredictive]) -> GaussianPredictive:
+        """Concatenate the predictives of consecutive batches along the batch axis."""
+        if not parts:
+            raise ValueError("GaussianPredictive.cat needs at least one predictive")
+        return cls(mean=torch.cat([p.mean for p in parts]), var=torch.cat([p.var for p in parts]))
+
+    def double(self) -> GaussianPredictive:
+        return GaussianPredictive(mean=self.mean.double(), var=self.var.double())

@@ -10,7 +10,11 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from bayeshead.backbones.base import Backbone
-from bayeshead.heads.mc_dropout import MCDropoutHead, MCDropoutHeadConfig, mc_dropout_predict
+from bayeshead.config import ExperimentConfig
+from bayeshead.errors import UserInputError
+from bayeshead.heads.deterministic import DeterministicHead
+from bayeshead.heads.mc_dropout import MCDropoutHead, MCDropoutHeadConfig
+from bayeshead.methods.mc_dropout import MCDropout
 from bayeshead.heads.temperature import TemperatureHead, TemperatureHeadConfig
 from bayeshead.model import BayesianModel
 from bayeshead.registry import HEADS
@@ -97,7 +101,6 @@ def test_head_mode_samples_differ_are_seeded_and_use_one_backbone_pass():
     torch.testing.assert_close(again.probs, pred.probs, rtol=0, atol=0)
     other = model.predict(batch, n_samples=16, generator=torch.Generator().manual_seed(4))
     assert not torch.equal(other.probs, pred.probs)
-    assert head.backbone_passes == 1
 
 
 def test_head_mode_dropout_is_inverted_and_off_in_eval_loss():
@@ -113,25 +116,34 @@ def test_head_mode_dropout_is_inverted_and_off_in_eval_loss():
 
 def test_mc_dropout_config_errors_and_registry():
     assert HEADS.get("mc_dropout") is MCDropoutHead and HEADS.get("temperature") is TemperatureHead
-    with pytest.raises(ValueError, match="p > 0"):
-        MCDropoutHeadConfig(p=0.0, mode="head")
-    assert MCDropoutHead(5, 3, MCDropoutHeadConfig(p=0.0, mode="full", n_samples=7)).backbone_passes == 7
+    with pytest.raises(ValueError, match="greater than 0"):
+        MCDropoutHeadConfig(p=0.0)
+    with pytest.raises(ValueError, match="method.kind=mc_dropout"):  # the old full mode says where it went
+        MCDropoutHeadConfig(p=0.1, mode="full")
 
 
-# -- MC dropout, full mode ----------------------------------------------------------------------
-def test_full_mode_runs_t_backbone_passes_with_only_dropout_on():
+# -- MC dropout through the whole model (the mc_dropout method) -----------------------------------
+def _dropout_method(backbone: CountingBackbone, n_samples: int = 10) -> MCDropout:
+    head = DeterministicHead(5, 3)
+    config = ExperimentConfig(head=head.config, method={"kind": "mc_dropout", "n_samples": n_samples})
+    method = MCDropout(BayesianModel(backbone, head, config))
+    method.prepare_model()
+    return method
+
+
+def test_method_runs_t_backbone_passes_with_only_dropout_on():
     torch.manual_seed(0)
     backbone = CountingBackbone(p=0.4)
     backbone.model(torch.randn(32, 6))
-    head = MCDropoutHead(5, 3, MCDropoutHeadConfig(p=0.0, mode="full", n_samples=10))
-    model = BayesianModel(backbone, head)
+    method = _dropout_method(backbone)
+    model = method.model
     model.train()
     bn = backbone.model[1]
     stats = (bn.running_mean.clone(), bn.running_var.clone())
     batch = {"x": torch.randn(4, 6)}
     backbone.calls = 0
     cpu_state = torch.get_rng_state()
-    pred = mc_dropout_predict(model, batch, n_samples=10, generator=torch.Generator().manual_seed(1))
+    pred = method.predict(batch, generator=torch.Generator().manual_seed(1))
     assert torch.equal(torch.get_rng_state(), cpu_state)  # caller's RNG untouched
     assert backbone.calls == 10
     assert pred.samples.shape == (10, 4, 3) and pred.samples.var(0).gt(1e-8).all()
@@ -139,12 +151,11 @@ def test_full_mode_runs_t_backbone_passes_with_only_dropout_on():
     # batch norm stayed in eval (running statistics untouched); training flags restored
     assert torch.equal(bn.running_mean, stats[0]) and torch.equal(bn.running_var, stats[1])
     assert all(m.training for m in model.modules())
-    again = mc_dropout_predict(model, batch, n_samples=10, generator=torch.Generator().manual_seed(1))
+    again = method.predict(batch, generator=torch.Generator().manual_seed(1))
     torch.testing.assert_close(again.probs, pred.probs, rtol=0, atol=0)
+    assert method.predict(batch, n_samples=3, generator=torch.Generator()).samples.shape[0] == 3
 
 
-def test_full_mode_refuses_a_model_without_dropout():
-    backbone = CountingBackbone(p=0.0)
-    model = BayesianModel(backbone, MCDropoutHead(5, 3, MCDropoutHeadConfig(p=0.0, mode="full")))
-    with pytest.raises(ValueError, match="no dropout module with p > 0"):
-        mc_dropout_predict(model, {"x": torch.randn(2, 6)}, n_samples=3)
+def test_method_refuses_a_model_without_dropout():
+    with pytest.raises(UserInputError, match="no dropout module with p > 0"):
+        _dropout_method(CountingBackbone(p=0.0))

@@ -1,5 +1,5 @@
 """The benchmark engine: suites, bring-your-own data through the CLI, a small end-to-end run,
-the report built from run JSONs, and the deep ensemble."""
+the report built from run JSONs."""
 
 from __future__ import annotations
 
@@ -26,19 +26,22 @@ def _write_csv(path, rows, header=("text", "label")):
     return path
 
 
-def test_quick_suite_has_the_ten_methods_and_valid_configs():
+def test_quick_suite_has_the_twelve_methods_and_valid_configs():
     from bayeshead.bench.runner import method_config
 
     names = [m.name for m in QUICK.methods]
     assert names == [
         "lora+mle", "lora+map", "lora+temperature", "lora+mc_dropout", "lora+la", "lora+vbll",
-        "polar+vbll", "polar+vbll (landing)", "polar+vbll+la", "lora+ensemble",
+        "polar+vbll", "polar+vbll (landing)", "polar+vbll+la", "lora+ensemble", "lora+blob", "lora+tfb",
     ]
     configs = {m.name: method_config(QUICK, m, 0) for m in QUICK.methods}
     assert configs["polar+vbll"].optimizer.kind == "riemannian_adam"
     assert configs["polar+vbll (landing)"].optimizer.kind == "landing"
     assert configs["polar+vbll+la"].training.laplace_refine
-    assert configs["lora+mc_dropout"].head.mode == "full"
+    assert configs["lora+mc_dropout"].method.kind == "mc_dropout" and configs["lora+mc_dropout"].adapter.dropout > 0
+    assert configs["lora+ensemble"].method.kind == "ensemble" and configs["lora+ensemble"].method.members == 3
+    assert configs["lora+blob"].method.kind == "blob" and configs["lora+tfb"].method.kind == "tfb"
+    assert configs["lora+mle"].method.kind == "single"
     assert all(c.training.mode == "alternating" for n, c in configs.items() if "vbll" in n)
 
 
@@ -161,25 +164,3 @@ def test_report_aggregates_mean_and_std_over_seeds(tmp_path):
     assert bins.accuracy[1] == pytest.approx((2 * 0.5 + 1.0) / 3)
     with pytest.raises(ValueError, match="no run records"):
         load_runs(tmp_path / "empty")
-
-
-def test_deep_ensemble_members_differ_and_share_the_backbone(offline_tokenizer):
-    from bayeshead.training.ensemble import DeepEnsemble
-
-    model = tiny_model(offline_tokenizer, ["adapter.kind=lora", "adapter.rank=2", "adapter.target_modules=[q_proj]",
-                                           "head.kind=deterministic", "training.max_steps=2", "training.batch_size=4",
-                                           "optimizer.lr=0.05"])
-    base = model.backbone.model.model.layers[0].self_attn.q_proj.base_layer.weight
-    pointer = base.data_ptr()
-    ensemble = DeepEnsemble(model, members=3)
-    logs = ensemble.fit(TextDataset(*SENTIMENT))
-    assert len(logs) == 3 and all(len(log) == 2 for log in logs)
-    assert base.data_ptr() == pointer
-    a, b = ensemble.adapters.member_state(0), ensemble.adapters.member_state(1)
-    assert any(not torch.equal(a[k], b[k]) for k in a)
-    assert not torch.equal(ensemble.heads[0].linear.weight, ensemble.heads[1].linear.weight)
-    pred = ensemble.predict(["great", "awful"])
-    assert pred.samples.shape == (3, 2, 2)
-    torch.testing.assert_close(pred.probs, pred.samples.mean(0))
-    with pytest.raises(ValueError, match="adapter"):
-        DeepEnsemble(tiny_model(offline_tokenizer, ["head.kind=deterministic"]), members=2)

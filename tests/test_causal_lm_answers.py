@@ -220,7 +220,7 @@ def _rows(c: int = 3, d: int = 8, seed: int = 0):
 
 
 @pytest.mark.parametrize(
-    "kind", ["deterministic", "temperature", "mc_dropout", "laplace", "laplace_adapters"]
+    "kind", ["deterministic", "temperature", "mc_dropout", "laplace"]
 )
 def test_linear_heads_take_the_rows_and_bias(kind):
     head = _head(kind)

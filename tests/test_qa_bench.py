@@ -14,7 +14,8 @@ from _helpers import tiny_decoder, tiny_model
 from pydantic import ValidationError
 
 from bayeshead.bench.data import qa_benchmark
-from bayeshead.bench.runner import _init_heads_from_answers, method_config
+from bayeshead.bench.runner import init_heads_from_answers, method_config
+from bayeshead.methods.single import SingleModel
 from bayeshead.bench.suite import SuiteConfig, load_suite
 from bayeshead.cli.main import main
 from bayeshead.config import ConfigError, load_config
@@ -127,7 +128,7 @@ def test_commonsense_suites_hold_the_paper_grid(name):
     suite = load_suite(name)
     assert [m.name for m in suite.methods] == [
         "mle", "map", "mc_dropout", "ensemble", "laplace_lora", "last_layer_laplace", "vbll", "polar_vbll",
-        "polar_vbll+la",
+        "polar_vbll+la", "blob", "tfb",
     ]
     assert set(suite.tasks) >= {"winogrande_s", "arc_easy", "obqa"}
     assert suite.ood_tasks["obqa"] == ["arc_challenge", "arc_easy", "mmlu_college_chemistry", "mmlu_college_physics"]
@@ -137,11 +138,12 @@ def test_commonsense_suites_hold_the_paper_grid(name):
             config = method_config(suite, method, 0, (), task)
             assert config.task.kind == task
             heads[method.name] = config
-    assert heads["laplace_lora"].head.kind == "laplace_adapters"
+    assert heads["laplace_lora"].method.kind == "laplace_lora" and heads["laplace_lora"].head.kind == "deterministic"
     assert heads["last_layer_laplace"].head.kind == "laplace"
     assert heads["polar_vbll"].adapter.kind == "polar" and heads["polar_vbll"].head.kind == "vbll_classification"
     assert heads["polar_vbll+la"].training.laplace_refine
-    assert suite.methods[3].ensemble_members > 1
+    assert heads["ensemble"].method.kind == "ensemble" and heads["ensemble"].method.members > 1
+    assert heads["blob"].method.kind == "blob" and heads["tfb"].method.kind == "tfb"
 
 
 # ----- the head of a causal LM starts at its answer logits -----
@@ -150,7 +152,7 @@ def test_commonsense_suites_hold_the_paper_grid(name):
 def test_runner_starts_the_head_from_the_answer_rows(offline_tokenizer, head_kind):
     overrides = [f"head.kind={head_kind}", "backbone.model_class=causal_lm", "task.kind=obqa"]
     model = tiny_model(offline_tokenizer, overrides, num_outputs=4)
-    assert _init_heads_from_answers(model, [model.head], model.config)
+    assert init_heads_from_answers(SingleModel(model), model.config)
     weight, _ = model.backbone.answer_head_rows([" A", " B", " C", " D"])
     features = model.features(["Question: which? Answer:"])
     if head_kind == "deterministic":
@@ -161,20 +163,25 @@ def test_runner_starts_the_head_from_the_answer_rows(offline_tokenizer, head_kin
     for kept in (["task.head_init=random"], ["backbone.model_class=auto"]):
         other = tiny_model(offline_tokenizer, [*overrides, *kept], num_outputs=4)
         before = [p.detach().clone() for p in other.head.parameters()]
-        assert not _init_heads_from_answers(other, [other.head], other.config)
+        assert not init_heads_from_answers(SingleModel(other), other.config)
         assert all(torch.equal(a, b) for a, b in zip(before, other.head.parameters(), strict=True))
 
 
-# ----- Laplace on adapters validates on its MAP network while training -----
+# ----- Laplace-LoRA validates on its MAP network while training -----
 
-def test_laplace_adapters_predicts_map_softmax_during_training(offline_tokenizer):
+def test_laplace_lora_refuses_before_fit_and_trains_a_map_network(offline_tokenizer):
+    from bayeshead.errors import UserInputError
+    from bayeshead.methods.laplace_lora import LaplaceLoRA
+
     model = tiny_model(offline_tokenizer, ["adapter.kind=lora", "adapter.rank=2", "adapter.target_modules=[q_proj]",
-                                           "head.kind=laplace_adapters"])
+                                           "head.kind=deterministic", "method.kind=laplace_lora"])
+    method = LaplaceLoRA(model)
+    method.prepare_model()
     texts = ["great film", "awful plot"]
-    with pytest.raises(Exception, match="(?i)fit"):
-        model.predict(texts)  # no posterior yet: refusing is right for a user
-    during = model.predict(texts, during_training=True)
-    torch.testing.assert_close(during.probs, torch.softmax(model.head.linear(model.features(texts)), -1))
+    with pytest.raises(UserInputError, match="(?i)fit"):
+        method.predict(texts)  # no posterior yet: refusing is right for a user
+    assert method.training_hooks() is None  # validation scores the MAP softmax network being trained
+    torch.testing.assert_close(model.predict(texts).probs, torch.softmax(model.head.linear(model.features(texts)), -1))
 
 
 # ----- bayeshead bench run / bench report end to end -----
@@ -191,7 +198,7 @@ base: [backbone.max_length=48, adapter.rank=2, 'adapter.target_modules=[query]',
        training.batch_size=8, training.progress=false]
 methods:
   - {name: mle, overrides: [adapter.kind=lora, head.kind=deterministic]}
-  - {name: laplace_lora, overrides: [adapter.kind=lora, head.kind=laplace_adapters, head.hessian_structure=diag]}
+  - {name: laplace_lora, overrides: [adapter.kind=lora, head.kind=deterministic, method.kind=laplace_lora, method.hessian_structure=diag]}
 """
 
 

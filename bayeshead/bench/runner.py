@@ -1,11 +1,12 @@
 """Run a suite: methods x data sets (QA tasks) x seeds; one JSON per run.
 
-Each run builds the model from the suite's base overrides + the method's overrides (+ the
-caller's; for a QA task also ``task.kind``), starts the head from the LM-head rows of the answer
-tokens when the task asks for it, trains (timed: "train s" includes the post-hoc stage), predicts
-the test set (timed: "predict s") and every OOD set, and records resolved config, package
-versions, wall time, peak memory, trainable parameters, metrics and reliability bins in
-``runs/[<task>/]<method>--seed<k>.json``.
+Each run builds the method (``method.kind``, default ``single``) from the suite's base overrides
++ the method's overrides (+ the caller's; for a QA task also ``task.kind``), starts its heads from
+the LM-head rows of the answer tokens when the task asks for it, trains (timed: "train s" includes
+the post-hoc stage), predicts the test set (timed: "predict s") and every OOD set through
+:mod:`bayeshead.evaluation`, and records resolved config, package versions, wall time, peak
+memory, trainable parameters, metrics, reliability bins and per-example values (for paired
+comparisons) in ``runs/[<task>/]<method>--seed<k>.json``.
 
 OOD sets come in two kinds: unlabelled texts (``BenchData.ood``: only detection metrics, keys
 ``ood_*``) and labelled QA sets (``BenchData.ood_sets``: ACC/NLL/ECE/Brier on the set and detection
@@ -18,12 +19,10 @@ import json
 import platform
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor
 
 from bayeshead.bench.data import BenchData
 from bayeshead.bench.report import slug
@@ -31,91 +30,9 @@ from bayeshead.bench.resources import PeakMemory
 from bayeshead.bench.suite import MethodSpec, SuiteConfig
 from bayeshead.config import ExperimentConfig, load_config
 
-__all__ = [
-    "Predictions",
-    "predict_texts",
-    "run_method",
-    "run_suite",
-    "run_path",
-    "evaluate_predictions",
-    "labelled_set_metrics",
-    "method_config",
-]
+__all__ = ["run_method", "run_suite", "run_path", "method_config", "init_heads_from_answers"]
 
-RUN_SCHEMA = 2  # 2: "task", "head_init", "suite_position", data.ood_sets and "<set>/<metric>" OOD-set metrics
-
-
-@dataclass
-class Predictions:
-    probs: Tensor  # (N, C)
-    log_probs: Tensor  # (N, C)
-    samples: Tensor | None  # (S, N, C) member / sample probabilities, when the method has them
-
-
-@torch.no_grad()
-def predict_texts(
-    predict: Callable[..., Any], texts: Sequence[str], batch_size: int, seed: int
-) -> Predictions:
-    """Batched predictive over ``texts`` with a seeded generator (Monte-Carlo heads are reproducible)."""
-    generator = torch.Generator().manual_seed(seed)
-    probs, logs, samples = [], [], []
-    for start in range(0, len(texts), batch_size):
-        pred = predict(list(texts[start : start + batch_size]), generator=generator)
-        probs.append(pred.probs.double())
-        logs.append(
-            pred.log_probs.double() if pred.log_probs is not None else pred.probs.double().log()
-        )
-        samples.append(None if pred.samples is None else pred.samples.double())
-    stacked = None if any(s is None for s in samples) else torch.cat(samples, dim=1)  # type: ignore[arg-type]
-    return Predictions(torch.cat(probs), torch.cat(logs), stacked)
-
-
-def _classification_metrics(pred: Predictions, labels: Tensor, n_bins: int) -> dict[str, float]:
-    from bayeshead import metrics
-
-    return {
-        "acc": metrics.accuracy(pred.probs, labels),
-        "nll": metrics.nll(pred.probs, labels, log_probs=pred.log_probs),
-        "brier": metrics.brier(pred.probs, labels),
-        "ece": metrics.ece(pred.probs, labels, n_bins),
-    }
-
-
-def _detection_metrics(test: Predictions, ood: Predictions) -> dict[str, float]:
-    """Telling ``ood`` from ``test`` (AUROC / AUPR / FPR95 per score); the mutual-information
-    score only when both sides have samples."""
-    from bayeshead import metrics
-
-    with_samples = test.samples is not None and ood.samples is not None
-    return metrics.ood_metrics(
-        test.probs,
-        ood.probs,
-        test.samples if with_samples else None,
-        ood.samples if with_samples else None,
-    )
-
-
-def evaluate_predictions(
-    test: Predictions, labels: Tensor, ood: Predictions | None, n_bins: int = 15
-) -> dict[str, Any]:
-    """ACC, NLL, Brier, ECE, adaptive ECE, AURC, OOD AUROC/AUPR/FPR95 and the reliability bins."""
-    from bayeshead import metrics
-
-    out: dict[str, Any] = {
-        **_classification_metrics(test, labels, n_bins),
-        "aece": metrics.adaptive_ece(test.probs, labels, n_bins),
-        "aurc": metrics.aurc(test.probs, labels),
-    }
-    if ood is not None:
-        out.update({f"ood_{k}": v for k, v in _detection_metrics(test, ood).items()})
-    bins = metrics.reliability_bins(test.probs, labels, n_bins)
-    out["reliability"] = {
-        "edges": list(bins.edges),
-        "counts": list(bins.counts),
-        "mean_confidence": list(bins.mean_confidence),
-        "accuracy": list(bins.accuracy),
-    }
-    return out
+RUN_SCHEMA = 3  # 3: "method_kind", "per_example" (paired comparisons); 2: "task", "head_init", "suite_position", OOD sets
 
 
 def _versions() -> dict[str, str]:
@@ -147,16 +64,10 @@ def method_config(
     return load_config(None, [*suite.base, *method.overrides, *overrides, *extra, f"training.seed={seed}"])
 
 
-def labelled_set_metrics(
-    test: Predictions, ood: Predictions, labels: Tensor, n_bins: int = 15
-) -> dict[str, float]:
-    """ACC, NLL, Brier, ECE on a labelled OOD set, and detection of it against the test set."""
-    return {**_classification_metrics(ood, labels, n_bins), **_detection_metrics(test, ood)}
-
-
-def _init_heads_from_answers(model: Any, heads: Sequence[Any], config: ExperimentConfig) -> bool:
-    """Start ``heads`` from the LM-head rows of the task's answer tokens when the task asks for it
-    (``head_init: lm_head``, or ``auto`` with a causal-LM backbone); returns whether it did."""
+def init_heads_from_answers(method: Any, config: ExperimentConfig) -> bool:
+    """Start every head of ``method`` from the LM-head rows of the task's answer tokens when the
+    task asks for it (``head_init: lm_head``, or ``auto`` with a causal-LM backbone); returns
+    whether it did."""
     task = config.task
     if task is None:
         return False
@@ -167,8 +78,8 @@ def _init_heads_from_answers(model: Any, heads: Sequence[Any], config: Experimen
     from bayeshead.registry import TASKS
 
     answers = TASKS.create(task.kind, task).answers
-    weight, bias = model.backbone.answer_head_rows(answers)
-    for head in heads:
+    weight, bias = method.model.backbone.answer_head_rows(answers)
+    for head in method.heads():
         init_head_from_rows(head, weight, bias)
     return True
 
@@ -190,52 +101,45 @@ def run_method(
     overrides: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Train and evaluate one method with one seed; return the run record."""
-    from bayeshead.model import BayesianModel
-    from bayeshead.training.ensemble import DeepEnsemble
+    from bayeshead.evaluation import evaluate, labelled_set_metrics, per_example, predict_dataset
+    from bayeshead.methods import build_method
 
     config = method_config(suite, method, seed, overrides, data.task)
     wall = time.perf_counter()
     with PeakMemory() as peak:
         torch.manual_seed(seed)
-        model = BayesianModel.from_config(config, num_outputs=data.num_classes)
-        members = method.ensemble_members or 1
-        if members > 1:
-            ensemble = DeepEnsemble(model, members)
-            predict, fit = ensemble.predict, ensemble.fit
-            trainable = sum(p.numel() for p in ensemble.heads.parameters()) + sum(
-                b.numel() for b in ensemble.adapters.buffers()
-            )
-            heads = [model.head, *ensemble.heads]
-        else:
-            predict, fit = model.predict, model.fit
-            trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-            heads = [model.head]
-        head_from_lm = _init_heads_from_answers(model, heads, config)
+        runner = build_method(config, num_outputs=data.num_classes)
+        head_from_lm = init_heads_from_answers(runner, config)
         start = time.perf_counter()
-        fit(data.train, data.val)
+        runner.fit(data.train, data.val)
         train_seconds = time.perf_counter() - start
         batch = config.evaluation.batch_size
         start = time.perf_counter()
-        test = predict_texts(predict, data.test.texts, batch, seed)
+        test = predict_dataset(runner.predict, data.test.texts, batch, seed)
         predict_seconds = time.perf_counter() - start
-        ood = predict_texts(predict, data.ood, batch, seed) if data.ood else None
+        ood = predict_dataset(runner.predict, data.ood, batch, seed) if data.ood else None
         ood_sets = {
-            name: predict_texts(predict, labelled.texts, batch, seed)
+            name: predict_dataset(runner.predict, labelled.texts, batch, seed)
             for name, labelled in data.ood_sets.items()
         }
     bins = config.evaluation.ece_bins
-    metrics = evaluate_predictions(test, data.test.labels, ood, bins)
+    metrics = evaluate(test, data.test.labels, ood, bins)
     for name, pred in ood_sets.items():
         for key, value in labelled_set_metrics(test, pred, data.ood_sets[name].labels, bins).items():
             metrics[f"{name}/{key}"] = value
+    examples: dict[str, Any] = {"test": per_example(test, data.test.labels)}
+    if ood is not None:
+        examples["ood"] = per_example(ood)
+    for name, pred in ood_sets.items():
+        examples[name] = per_example(pred, data.ood_sets[name].labels)
     return {
         "schema": RUN_SCHEMA,
         "suite": suite.name,
         "task": data.task,
         "method": method.name,
+        "method_kind": config.method.kind,
         "seed": seed,
         "suite_position": _suite_position(suite, method, data.task),
-        "ensemble_members": members,
         "config": config.model_dump(mode="json"),
         "versions": _versions(),
         "data": {
@@ -247,14 +151,16 @@ def run_method(
             "ood_sets": {name: len(labelled) for name, labelled in data.ood_sets.items()},
         },
         "head_init": "lm_head" if head_from_lm else "random",
+        "posthoc": runner.posthoc,
         "train_seconds": train_seconds,
         "predict_seconds": predict_seconds,
         "wall_seconds": time.perf_counter() - wall,
         "peak_memory_mb": peak.megabytes,
         "memory_device": peak.device,
-        "trainable_parameters": int(trainable),
+        "trainable_parameters": int(runner.trainable_parameters()),
         "torch_threads": torch.get_num_threads(),
         "metrics": metrics,
+        "per_example": examples,
     }
 
 

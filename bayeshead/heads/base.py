@@ -73,17 +73,17 @@ def check_class_targets(targets: Tensor, batch: int, num_classes: int, head: str
 class UncertaintyHead(nn.Module, ABC):
     """A probabilistic last layer on top of backbone features.
 
-    Subclasses set ``Config`` and implement :meth:`loss` and :meth:`predict`.
+    Subclasses set ``Config`` and implement :meth:`loss` and :meth:`predict`. A head sees
+    features and targets only: uncertainty that lives inside the backbone (MC dropout in the
+    adapters, ensembles of adapters, Laplace over adapters, BLoB, TFB) is a whole-model method
+    (:mod:`bayeshead.methods`), never a head reaching back into its model.
     """
 
     Config: ClassVar[type[HeadConfig]] = HeadConfig
-    #: backbone passes one prediction needs (1 for last-layer heads).
-    backbone_passes: int = 1
     #: "classification" or "regression": what kind of targets the head takes.
     task_type: ClassVar[str] = "classification"
     #: what the trainer passes to :meth:`fit_posthoc` after training: cached features of the
-    #: ``"train"`` data, of held-out ``"validation"`` data, or nothing (``"none"``); ``"model"``
-    #: heads get ``fit_posthoc_model(model, train, val)`` instead (e.g. Laplace over adapters).
+    #: ``"train"`` data, of held-out ``"validation"`` data, or nothing (``"none"``).
     posthoc_data: ClassVar[str] = "none"
 
     def __init__(self, in_features: int, num_outputs: int, config: HeadConfig | None = None) -> None:
@@ -129,36 +129,10 @@ class UncertaintyHead(nn.Module, ABC):
     ) -> Predictive:
         """The predictive distribution for a batch of features."""
 
-    def predict_model(
-        self,
-        model: Any,
-        batch: Any,
-        *,
-        n_samples: int | None = None,
-        generator: torch.Generator | None = None,
-    ) -> Predictive:
-        """The predictive for a batch through the whole ``model`` (a ``BayesianModel``).
-
-        Default: one backbone pass, then :meth:`predict` on the features. Methods whose
-        uncertainty lives inside the backbone (MC dropout in the adapters, Laplace over adapter
-        parameters) override this; it is the only place a head touches the backbone."""
-        return self.predict(model.features(batch), n_samples=n_samples, generator=generator)
-
-    def predict_while_training(
-        self,
-        model: Any,
-        batch: Any,
-        *,
-        n_samples: int | None = None,
-        generator: torch.Generator | None = None,
-    ) -> Predictive:
-        """The predictive the trainer scores on validation data during training (early stopping),
-        before the post-hoc stage. Default: :meth:`predict_model`. A head whose posterior only
-        exists after that stage (Laplace over adapter parameters) scores its MAP network here."""
-        return self.predict_model(model, batch, n_samples=n_samples, generator=generator)
-
-    def fit_posthoc(self, features: Tensor, targets: Tensor, **kwargs: Any) -> None:  # noqa: B027
-        """Post-hoc fitting on cached features (Laplace, temperature scaling); no-op by default."""
+    def fit_posthoc(self, features: Tensor, targets: Tensor, **kwargs: Any) -> dict[str, float]:
+        """Post-hoc fitting on cached features (Laplace, temperature scaling); returns what it
+        fitted, by name, for the training log (``{}``: a no-op, the default)."""
+        return {}
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, num_outputs={self.num_outputs}"

@@ -4,21 +4,15 @@ M members, each a MAP softmax head (and, with adapters, its own adapter paramete
 from a different seed; the predictive is the mixture p(y | x) = (1/M)·Σ_m softmax(f_m(x)),
 with the per-member probabilities kept for the mutual information.
 
-* :class:`EnsembleHead` (``"ensemble"``): M linear heads on shared features. The members'
-  losses are summed, so one optimizer step trains every member on its own gradient; they
-  differ by initialisation (the mini-batches are shared). One backbone pass per prediction.
-* :class:`AdapterEnsemble`: M adapter parameter sets for a backbone holding adapters once.
-  The frozen base weights exist once in memory; member m's adapter values are swapped into
-  the live adapter modules (:meth:`AdapterEnsemble.member`) for training or prediction, so a
-  prediction costs M backbone passes. The member sets are buffers (saved with the state_dict).
+:class:`EnsembleHead` (``"ensemble"``): M linear heads on shared features. The members'
+losses are summed, so one optimizer step trains every member on its own gradient; they differ by
+initialisation (the mini-batches are shared). One backbone pass per prediction. Ensembles of
+adapters (M backbone passes) are the whole-model method ``ensemble`` (:mod:`bayeshead.methods.ensemble`).
 """
 
 from __future__ import annotations
 
-import contextlib
-import math
-from collections.abc import Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import torch
 from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveInt
@@ -28,10 +22,7 @@ from bayeshead.heads.base import HeadConfig, UncertaintyHead, check_class_target
 from bayeshead.registry import HEADS
 from bayeshead.types import CategoricalPredictive, LossTerms
 
-if TYPE_CHECKING:
-    from bayeshead.adapters import AdapterConfig
-
-__all__ = ["EnsembleHead", "EnsembleHeadConfig", "AdapterEnsemble"]
+__all__ = ["EnsembleHead", "EnsembleHeadConfig"]
 
 _NAME = "ensemble head"
 
@@ -94,95 +85,3 @@ class EnsembleHead(UncertaintyHead):
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, members={self.config.members}"
-
-
-def _buffer_name(member: int, key: str) -> str:
-    return f"m{member}__{key.replace('.', '__')}"
-
-
-class AdapterEnsemble(nn.Module):
-    """M adapter parameter sets over one backbone ``model`` (adapters injected once).
-
-    ``AdapterEnsemble(model, config, members=M, seed=s)`` injects ``config``'s adapters into
-    ``model`` if it has none, then draws member m's adapter initialisation with seed s + m
-    (by constructing the adapter class on the same, shared, base layer). Use
-    ``with ens.member(m): ...`` to train or run member m: its values are loaded into the live
-    adapters on entry and copied back on exit.
-    """
-
-    def __init__(self, model: nn.Module, config: AdapterConfig, members: int, seed: int = 0) -> None:
-        super().__init__()
-        from bayeshead.adapters import adapter_modules, inject_adapters
-        from bayeshead.registry import ADAPTERS
-
-        if members <= 0:
-            raise ValueError(f"AdapterEnsemble: members must be a positive integer, got {members}")
-        if not adapter_modules(model):
-            inject_adapters(model, config)
-        self.members = int(members)
-        self._model = [model]  # not a submodule: the backbone is owned (and saved) elsewhere
-        adapter_cls = ADAPTERS.get(config.kind)
-        self.keys: list[str] = []
-        for m in range(self.members):
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(seed + m)
-                for name, adapter in adapter_modules(model).items():
-                    fresh = adapter_cls(adapter.base_layer, config)  # shares the base layer
-                    for pname, param in fresh.named_parameters():
-                        if pname.startswith("base_layer."):
-                            continue
-                        key = f"{name}.{pname}" if name else pname
-                        if m == 0:
-                            self.keys.append(key)
-                        self.register_buffer(_buffer_name(m, key), param.detach().clone())
-        self._active: int | None = None
-
-    @property
-    def model(self) -> nn.Module:
-        return self._model[0]
-
-    def member_state(self, member: int) -> dict[str, Tensor]:
-        """Member ``member``'s adapter values, keyed as ``adapter_state_dict`` keys them."""
-        if not 0 <= member < self.members:
-            raise IndexError(f"AdapterEnsemble: member must lie in [0, {self.members}), got {member}")
-        return {key: getattr(self, _buffer_name(member, key)) for key in self.keys}
-
-    @contextlib.contextmanager
-    def member(self, member: int) -> Iterator[None]:
-        """Load member ``member`` into the live adapters; write the (trained) values back on exit."""
-        from bayeshead.adapters import adapter_state_dict, load_adapter_state_dict
-
-        if self._active is not None:
-            raise RuntimeError(f"AdapterEnsemble: member {self._active} is already active; exit its block first")
-        state = self.member_state(member)
-        load_adapter_state_dict(self.model, state)
-        self._active = member
-        try:
-            yield
-        finally:
-            self._active = None
-            live = adapter_state_dict(self.model)
-            with torch.no_grad():
-                for key, buf in state.items():
-                    buf.copy_(live[key])
-
-    @torch.no_grad()
-    def predict(
-        self,
-        features_fn: nn.Module | object,
-        heads: Sequence[UncertaintyHead],
-        batch: Mapping[str, Tensor] | Sequence[str],
-    ) -> CategoricalPredictive:
-        """(1/M)·Σ_m softmax of head m on the features of member m's adapters; M backbone
-        passes through ``features_fn(batch)`` (e.g. ``BayesianModel.features``)."""
-        if len(heads) != self.members:
-            raise ValueError(f"AdapterEnsemble: expected {self.members} heads (one per member), got {len(heads)}")
-        log_probs = []
-        for m, head in enumerate(heads):
-            with self.member(m):
-                pred = head.predict(features_fn(batch))  # type: ignore[operator]
-            assert pred.log_probs is not None
-            log_probs.append(pred.log_probs)
-        stacked = torch.stack(log_probs)
-        log_mean = torch.logsumexp(stacked, dim=0) - math.log(self.members)
-        return CategoricalPredictive(probs=log_mean.exp(), log_probs=log_mean, samples=stacked.exp())

@@ -132,10 +132,10 @@ class LaplaceHead(UncertaintyHead):
         val_features: Tensor | None = None,
         val_targets: Tensor | None = None,
         **kwargs: Any,
-    ) -> None:
+    ) -> dict[str, float]:
         """Fit the posterior at the current (MAP) weights on the training ``features`` (N, d) and
         ``targets`` (N,), then choose δ by ``config.prior_optimization`` (``gridsearch`` needs
-        ``val_features`` and ``val_targets``)."""
+        ``val_features`` and ``val_targets``). Returns the mean chosen prior precision."""
         if kwargs:
             raise TypeError(f"{_NAME}: unexpected fit_posthoc arguments {sorted(kwargs)}; it takes val_features, val_targets")
         features = check_features(features, self.in_features, _NAME).to(self.dtype)
@@ -152,6 +152,7 @@ class LaplaceHead(UncertaintyHead):
             self.set_prior_precision(torch.full_like(self.prior_precision, self.config.prior_precision))
         else:
             self.optimize_prior_precision(method, val_features=val_features, val_targets=val_targets)
+        return {"prior_precision_mean": float(self.prior_precision.float().mean())}
 
     def _require_fitted(self, what: str) -> None:
         if not self.is_fitted:

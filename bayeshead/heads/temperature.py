@@ -82,8 +82,8 @@ class TemperatureHead(UncertaintyHead):
         return map_softmax_loss(logits, targets, self.linear.weight, self.config.weight_decay, _NAME)
 
     @torch.no_grad()
-    def fit_posthoc(self, features: Tensor, targets: Tensor, **kwargs: Any) -> None:
-        """Fit T on held-out (validation) ``features`` (N, d) and ``targets`` (N,)."""
+    def fit_posthoc(self, features: Tensor, targets: Tensor, **kwargs: Any) -> dict[str, float]:
+        """Fit T on held-out (validation) ``features`` (N, d) and ``targets`` (N,); returns T."""
         if kwargs:
             raise TypeError(f"{_NAME}: unexpected fit_posthoc arguments {sorted(kwargs)}")
         logits = self.logits(features)
@@ -92,6 +92,7 @@ class TemperatureHead(UncertaintyHead):
             raise ValueError(f"{_NAME}: fit_posthoc needs at least one validation example, got none")
         value = fit_temperature(logits, targets, float(self.config.init_temperature), self.config.max_iter)
         self.temperature.fill_(value)
+        return {"temperature": float(value)}
 
     def predict(
         self,

@@ -7,10 +7,13 @@ from bayeshead.training.checkpoint import (
     save_checkpoint,
 )
 from bayeshead.training.distributed import DistContext, init_distributed
+from bayeshead.training.hooks import StepInfo, TrainingHooks
 from bayeshead.training.trainer import Trainer
 
 __all__ = [
     "Trainer",
+    "TrainingHooks",
+    "StepInfo",
     "DistContext",
     "init_distributed",
     "CheckpointError",

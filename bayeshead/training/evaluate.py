@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
@@ -30,18 +31,24 @@ def collect_features(model: BayesianModel, data: TextDataset, batch_size: int | 
 
 
 @torch.no_grad()
-def evaluate_nll(model: BayesianModel, data: TextDataset, ctx: DistContext | None = None, seed: int = 0) -> float:
-    """Mean predictive NLL over ``data`` of the model being trained (the head's
-    :meth:`~bayeshead.heads.base.UncertaintyHead.predict_while_training`): summed per example and
-    divided by N (never a mean of batch means). Under DDP each rank scores a slice and the sums
-    are all-reduced."""
+def evaluate_nll(
+    model: BayesianModel,
+    data: TextDataset,
+    ctx: DistContext | None = None,
+    seed: int = 0,
+    predict: Callable[..., Any] | None = None,
+) -> float:
+    """Mean predictive NLL over ``data`` of the model being trained (``predict(texts,
+    generator=...)``, default ``model.predict``): summed per example and divided by N (never a
+    mean of batch means). Under DDP each rank scores a slice and the sums are all-reduced."""
     ctx = ctx or DistContext()
     index = torch.tensor_split(torch.arange(len(data)), ctx.world_size)[ctx.rank]
     part = data.subset(index) if ctx.enabled else data
     generator = torch.Generator().manual_seed(seed)
+    predict = predict or model.predict
     total = 0.0
     for texts, labels in part.batches(model.config.evaluation.batch_size):
-        predictive = model.predict(texts, generator=generator, during_training=True)
+        predictive = predict(texts, generator=generator)
         total += float(predictive.nll(labels).sum())
     total, count = ctx.all_reduce_sum([total, len(part)])
     return total / count

@@ -33,20 +33,27 @@ def _declared_geometry(module: nn.Module) -> dict[str, str]:
     return geometry
 
 
-def parameter_groups(module: nn.Module) -> list[ParamGroup]:
-    """Trainable parameters of ``module`` grouped by geometry (adapters declare theirs)."""
-    return group_by_geometry(module.named_parameters(), _declared_geometry(module))
+def parameter_groups(module: nn.Module, exclude: Iterable[nn.Parameter] = ()) -> list[ParamGroup]:
+    """Trainable parameters of ``module`` (but those in ``exclude``) grouped by geometry
+    (adapters declare theirs)."""
+    skip = {id(p) for p in exclude}
+    named = [(n, p) for n, p in module.named_parameters() if id(p) not in skip]
+    return group_by_geometry(named, _declared_geometry(module))
 
 
-def build_optimizer(model: BayesianModel, module: nn.Module | None = None) -> torch.optim.Optimizer | None:
-    """The configured optimizer over the trainable parameters of ``module``; None when nothing
-    there is trainable. Without ``module`` (joint mode): the backbone's groups plus one Euclidean
-    group for the head at ``training.head_lr`` (when set)."""
+def build_optimizer(
+    model: BayesianModel, module: nn.Module | None = None, exclude: Iterable[nn.Parameter] = ()
+) -> torch.optim.Optimizer | None:
+    """The configured optimizer over the trainable parameters of ``module`` (but ``exclude``);
+    None when nothing there is trainable. Without ``module`` (joint mode): the backbone's groups
+    plus one Euclidean group for the head at ``training.head_lr`` (when set)."""
+    exclude = list(exclude)
+    skip = {id(p) for p in exclude}
     if module is not None:
-        groups = parameter_groups(module)
+        groups = parameter_groups(module, exclude)
     else:
-        groups = parameter_groups(model.backbone)
-        head = [(n, p) for n, p in model.head.named_parameters() if p.requires_grad]
+        groups = parameter_groups(model.backbone, exclude)
+        head = [(n, p) for n, p in model.head.named_parameters() if p.requires_grad and id(p) not in skip]
         if head:
             group: ParamGroup = {
                 "params": [p for _, p in head],

@@ -2,12 +2,13 @@
 
 Which data a head fits on is declared by its ``posthoc_data`` attribute: ``"train"`` (last-layer
 Laplace: the GGN of the training set, with validation data for a prior grid search),
-``"validation"`` (temperature scaling: held-out logits), ``"model"`` (Laplace over adapter
-parameters: ``fit_posthoc_model(model, train, val)``) or ``"none"``.
+``"validation"`` (temperature scaling: held-out logits) or ``"none"``. Post-hoc fits over the
+whole model (Laplace over adapters, TFB) belong to the methods (:mod:`bayeshead.methods`).
 """
 
 from __future__ import annotations
 
+import inspect
 from typing import TYPE_CHECKING
 
 from bayeshead.training.evaluate import collect_features
@@ -31,21 +32,19 @@ def run_posthoc(model: BayesianModel, train: TextDataset, val: TextDataset | Non
     if needs == "train":
         train_features = collect_features(model, train)
         kwargs = {}
-        if val is not None:
+        if val is not None and "val_features" in inspect.signature(head.fit_posthoc).parameters:
             kwargs = {"val_features": collect_features(model, val), "val_targets": val.labels}
-        head.fit_posthoc(train_features, train.labels, **kwargs)
+        out.update(head.fit_posthoc(train_features, train.labels, **kwargs) or {})
     elif needs == "validation":
         if val is None:
             raise ValueError(
                 f"the {head.config.kind} head fits on held-out data after training, but no validation "
                 "data was given; pass val=... to fit (or --val / a validation fraction on the CLI)"
             )
-        head.fit_posthoc(collect_features(model, val), val.labels)
-    elif needs == "model":
-        head.fit_posthoc_model(model, train, val)
+        out.update(head.fit_posthoc(collect_features(model, val), val.labels) or {})
     elif needs != "none":
         raise ValueError(
-            f"{type(head).__name__}.posthoc_data must be 'train', 'validation', 'model' or 'none', got {needs!r}"
+            f"{type(head).__name__}.posthoc_data must be 'train', 'validation' or 'none', got {needs!r}"
         )
     if cfg.laplace_refine:
         from bayeshead.heads.laplace_refine import SupportsLaplaceRefinement, refine_with_laplace
@@ -62,10 +61,4 @@ def run_posthoc(model: BayesianModel, train: TextDataset, val: TextDataset | Non
             train_features = collect_features(model, train)
         refine_with_laplace(head, train_features, train.labels, float(delta))
         out["laplace_prior_precision"] = float(delta)
-    prior = getattr(head, "prior_precision", None)
-    if needs == "train" and prior is not None:
-        out["prior_precision_mean"] = float(prior.float().mean())
-    temperature = getattr(head, "temperature", None)
-    if needs == "validation" and temperature is not None:
-        out["temperature"] = float(temperature)
     return out

@@ -22,6 +22,7 @@ the batches already seen and ends with exactly the parameters of an uninterrupte
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import math
@@ -43,6 +44,7 @@ from bayeshead.training.diagnostics import adapter_diagnostics
 from bayeshead.training.distributed import DistContext, init_distributed, local_slice
 from bayeshead.training.early_stopping import EarlyStopping
 from bayeshead.training.evaluate import evaluate_nll
+from bayeshead.training.hooks import StepInfo, TrainingHooks
 from bayeshead.training.optim import build_head_optimizer, build_optimizer
 from bayeshead.training.posthoc import run_posthoc
 from bayeshead.training.schedule import apply_lr, lr_multiplier
@@ -86,6 +88,7 @@ class Trainer:
         resume: bool = False,
         dist: DistContext | None = None,
         on_step: Callable[[int, dict[str, float]], None] | None = None,
+        hooks: TrainingHooks | None = None,
     ) -> None:
         self.model = model
         self.cfg = model.config.training
@@ -100,8 +103,15 @@ class Trainer:
             raise ValueError("resume=True needs checkpoint_dir: the directory the interrupted run wrote to")
         self.resume = resume
         self.on_step = on_step
-        self.head_params = [p for p in model.head.parameters() if p.requires_grad]
-        self.body_params = [p for p in model.backbone.parameters() if p.requires_grad]
+        self.hooks = hooks or TrainingHooks()
+        if not self.hooks.checkpointable and self.cfg.checkpoint_every is not None:
+            raise ValueError(
+                "this method keeps training state that checkpoints do not hold, so a resumed run would "
+                "not be exact; unset training.checkpoint_every (and --checkpoint-dir)"
+            )
+        excluded = {id(p) for p in self.hooks.exclude}
+        self.head_params = [p for p in model.head.parameters() if p.requires_grad and id(p) not in excluded]
+        self.body_params = [p for p in model.backbone.parameters() if p.requires_grad and id(p) not in excluded]
         self.history: list[dict[str, float]] = []
         self.posthoc: dict[str, float] = {}
         self.step = 0
@@ -111,7 +121,7 @@ class Trainer:
     def _build_optimizers(self) -> None:
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
         if self.cfg.mode == "joint":
-            joint = build_optimizer(self.model)
+            joint = build_optimizer(self.model, exclude=self.hooks.exclude)
             if joint is None:
                 raise ValueError("nothing to train: the head and backbone have no trainable parameters")
             self.optimizers["joint"] = joint
@@ -119,7 +129,7 @@ class Trainer:
         if self.head_params:
             self.optimizers["head"] = build_head_optimizer(self.model, self.head_params)
         if self.body_params:
-            body = build_optimizer(self.model, self.model.backbone)
+            body = build_optimizer(self.model, self.model.backbone, exclude=self.hooks.exclude)
             assert body is not None
             self.optimizers["adapters"] = body
         if not self.optimizers:
@@ -192,14 +202,30 @@ class Trainer:
             terms = self._block(self.head_params, self.optimizers["head"], loss, weight)
         return terms
 
+    def _with_regularizer(self, loss_fn: Callable[[], Any] | None) -> Callable[[], Any] | None:
+        """The head's loss plus the method's regularizer terms (``hooks.regularizer``)."""
+        reg = self.hooks.regularizer
+        if loss_fn is None or reg is None:
+            return loss_fn
+        info = self._step_info
+
+        def total() -> Any:
+            terms = loss_fn()
+            for name, value in reg(info).items():
+                terms.parts[name] = value.detach()
+                terms.total = terms.total + value.to(terms.total.dtype)
+            return terms
+
+        return total
+
     def adapter_block(self, features: Tensor | None, labels: Tensor, weight: float = 1.0) -> Any:
         """One step of the configured optimizer on the backbone's trainable parameters, the head
-        frozen, back-propagating the head's loss through ``features``."""
+        frozen, back-propagating the head's loss (+ the method's regularizer) through ``features``."""
         for p in self.head_params:
             p.requires_grad_(False)
         try:
             loss = None if features is None else (lambda: self.model.head.loss(features, labels))
-            return self._block(self.body_params, self.optimizers["adapters"], loss, weight)
+            return self._block(self.body_params, self.optimizers["adapters"], self._with_regularizer(loss), weight)
         finally:
             for p in self.head_params:
                 p.requires_grad_(True)
@@ -208,19 +234,26 @@ class Trainer:
         model, ctx = self.model, self.ctx
         weight = len(texts) / global_size * ctx.world_size  # equal-weight examples across ranks
         features = None
-        if texts:
-            with torch.set_grad_enabled(bool(self.body_params)):
-                features = model.features(texts)
-            labels = labels.to(features.device)
-        if self.cfg.mode == "joint":
-            loss = None if features is None else (lambda: model.head.loss(features, labels))
-            terms = self._block(self.head_params + self.body_params, self.optimizers["joint"], loss, weight)
-        else:
-            terms = self.head_block(features, labels, weight) if "head" in self.optimizers else None
-            if "adapters" in self.optimizers:
-                adapter_terms = self.adapter_block(features, labels, weight)
-                terms = terms if terms is not None else adapter_terms
-        return self._reduce_terms(terms, len(texts), global_size)
+        context = self.hooks.train_context() if self.hooks.train_context is not None else contextlib.nullcontext()
+        with context:
+            if texts:
+                with torch.set_grad_enabled(bool(self.body_params)):
+                    features = model.features(texts)
+                labels = labels.to(features.device)
+            if self.cfg.mode == "joint":
+                loss = None if features is None else (lambda: model.head.loss(features, labels))
+                terms = self._block(
+                    self.head_params + self.body_params, self.optimizers["joint"], self._with_regularizer(loss), weight
+                )
+            else:
+                terms = self.head_block(features, labels, weight) if "head" in self.optimizers else None
+                if "adapters" in self.optimizers:
+                    adapter_terms = self.adapter_block(features, labels, weight)
+                    terms = adapter_terms if adapter_terms is not None else terms
+        row = self._reduce_terms(terms, len(texts), global_size)
+        if self.hooks.after_step is not None:
+            row.update(self.hooks.after_step(self._step_info))
+        return row
 
     def _reduce_terms(self, terms: Any, local: int, global_size: int) -> dict[str, float]:
         """Loss parts as global-batch means (sample-weighted across ranks)."""
@@ -278,6 +311,7 @@ class Trainer:
             multiplier = lr_multiplier(self.step, total, cfg.warmup_steps, cfg.schedule)
             for optimizer in self.optimizers.values():
                 apply_lr(optimizer, multiplier)
+            self._step_info = StepInfo(self.step, total, batch_index, steps_per_epoch, multiplier)
             row = self._train_step([train.texts[i] for i in mine], train.labels[mine], len(chunk))
             self.step += 1
             row = {"step": float(self.step), "epoch": float(epoch), "lr_multiplier": multiplier, **row}
@@ -286,7 +320,7 @@ class Trainer:
                 if ctx.is_main:
                     logger.info("step %d/%d: %s", self.step, total, _summary(row))
             if val is not None and self._evaluation_due(steps_per_epoch, total):
-                row["val_nll"] = evaluate_nll(model, val, ctx, seed=cfg.seed)
+                row["val_nll"] = evaluate_nll(model, val, ctx, seed=cfg.seed, predict=self.hooks.validation_predict)
                 stopped = early.update(row["val_nll"], self._trainable_state())
                 self._set_modes()
             self.history.append(row)
