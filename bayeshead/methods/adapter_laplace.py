@@ -11,8 +11,11 @@ at its MAP weights. With logits f_n = W·φ_n(θ) + b and J_n = ∂f_n/∂θ (C 
 
 J_n is computed exactly by reverse mode, one backward pass per (example, class): fine for the
 tiny models and few classes this is meant for. ``structure="diag"`` keeps diag(H) (P numbers),
-``"full"`` the dense P×P matrix (refused above :data:`MAX_FULL_PARAMETERS`). Covariance algebra
-is in float64; the backbone is used in place (never copied).
+``"full"`` the dense P×P matrix (refused above :data:`MAX_FULL_PARAMETERS`), ``"kron"`` one
+Kronecker-factored block H_l ≈ G_l ⊗ A_l per adapter weight (K-FAC-expand over the tokens, as
+laplace-torch's default ``KronLaplace``; :mod:`bayeshead.methods.adapter_kfac`), with
+log|H + δI| and J Σ Jᵀ from the factors' eigendecompositions (:mod:`bayeshead.methods.kron_ggn`).
+Covariance algebra is in float64; the backbone is used in place (never copied).
 
     la = fit_adapter_laplace(model, train_batches, prior_precision=1.0, structure="full")
     best = max(grid, key=la.log_marginal_likelihood); la.set_prior_precision(best)
@@ -21,16 +24,26 @@ is in float64; the backbone is used in place (never copied).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Literal
 
 import torch
+from scipy.optimize import minimize_scalar
 from torch import Tensor, nn
 
 from bayeshead.heads.glm_predictive import mc_predictive, probit_predictive
+from bayeshead.methods.adapter_kfac import AdapterKFAC
+from bayeshead.methods.kron_ggn import KronGGN
 from bayeshead.types import CategoricalPredictive
 
-__all__ = ["AdapterLaplace", "fit_adapter_laplace", "adapter_laplace_parameters", "MAX_FULL_PARAMETERS"]
+__all__ = [
+    "AdapterLaplace",
+    "fit_adapter_laplace",
+    "adapter_laplace_parameters",
+    "optimize_log_prior_precision",
+    "MAX_FULL_PARAMETERS",
+]
 
 MAX_FULL_PARAMETERS = 20_000
 _NAME = "adapter Laplace"
@@ -147,8 +160,8 @@ class AdapterLaplace:
         model: nn.Module,
         names: list[str],
         params: list[nn.Parameter],
-        ggn: Tensor,
-        structure: Literal["diag", "full"],
+        ggn: Tensor | KronGGN,
+        structure: Literal["diag", "full", "kron"],
         map_nll: Tensor,
         n_data: int,
         prior_precision: float,
@@ -184,22 +197,43 @@ class AdapterLaplace:
 
     def set_prior_precision(self, prior_precision: float | Tensor) -> None:
         self.prior_precision = self._check_delta(prior_precision)
+        if self.structure == "kron":  # the eigendecompositions already cover every δ
+            self._factor = None
+            return
         precision = self._precision(self.prior_precision)
         self._factor = precision if self.structure == "diag" else torch.linalg.cholesky(precision)
 
     def posterior_covariance(self) -> Tensor:
-        """Σ = (H + δI)⁻¹: its diagonal (P,) for ``diag``, the dense (P, P) for ``full``."""
+        """Σ = (H + δI)⁻¹: its diagonal (P,) for ``diag``, the dense (P, P) for ``full`` and, up to
+        :data:`MAX_FULL_PARAMETERS`, the dense block-diagonal (P, P) for ``kron``."""
         if self.structure == "diag":
             return 1.0 / self._factor
+        if self.structure == "kron":
+            if self.num_parameters > MAX_FULL_PARAMETERS:
+                raise ValueError(
+                    f"{_NAME}: a dense {self.num_parameters}×{self.num_parameters} covariance is too "
+                    f"large (above {MAX_FULL_PARAMETERS}); use posterior_variance() or logit_moments()"
+                )
+            return self.ggn.covariance(self.prior_precision)
         return torch.cholesky_inverse(self._factor)
+
+    def posterior_variance(self) -> Tensor:
+        """diag Σ (P,) for every structure, in the order of :meth:`mean`."""
+        if self.structure == "diag":
+            return 1.0 / self._factor
+        if self.structure == "kron":
+            return self.ggn.variance(self.prior_precision)
+        return torch.cholesky_inverse(self._factor).diagonal()
 
     def log_marginal_likelihood(self, prior_precision: float | Tensor | None = None) -> Tensor:
         """log p(D|θ*) − ½δ‖θ*‖² + ½P·log δ − ½·log|H + δI| (float64 scalar)."""
         delta = self.prior_precision if prior_precision is None else self._check_delta(prior_precision)
-        precision = self._precision(delta)
-        if self.structure == "diag":
-            logdet = precision.log().sum()
+        if self.structure == "kron":
+            logdet = self.ggn.logdet(delta)
+        elif self.structure == "diag":
+            logdet = self._precision(delta).log().sum()
         else:
+            precision = self._precision(delta)
             logdet = 2.0 * torch.linalg.cholesky(precision).diagonal().log().sum()
         theta = self.mean().to(self.ggn.device)
         p = theta.numel()
@@ -212,6 +246,8 @@ class AdapterLaplace:
         jac = jac.to(self.ggn.device)
         if self.structure == "diag":
             cov = torch.einsum("bcp,p,bdp->bcd", jac, 1.0 / self._factor, jac)
+        elif self.structure == "kron":
+            cov = self.ggn.inv_square_form(jac, self.prior_precision)
         else:
             half = torch.linalg.solve_triangular(self._factor, jac.transpose(1, 2), upper=False)  # L⁻¹Jᵀ
             cov = half.transpose(1, 2) @ half
@@ -233,11 +269,109 @@ class AdapterLaplace:
             return mc_predictive(mean, cov, n_samples, generator)
         raise ValueError(f"{_NAME}: link must be 'probit' or 'mc', got {link!r}")
 
+    # -- persistence ---------------------------------------------------------------------------
+    def state_tensors(self) -> dict[str, Tensor]:
+        """The fitted posterior as named tensors (the curvature, the MAP NLL, N and δ), so that a
+        saved model predicts without refitting; the mean θ* lives in the adapters themselves."""
+        state = {
+            "map_nll": self.map_nll.detach().to(torch.float64).cpu(),
+            "n_data": torch.tensor(self.n_data, dtype=torch.int64),
+            "prior_precision": self.prior_precision.detach().cpu(),
+        }
+        if isinstance(self.ggn, KronGGN):
+            for i, (g, a) in enumerate(self.ggn.factors):
+                state[f"kron.{i}.G"] = g.detach().cpu()
+                state[f"kron.{i}.A"] = a.detach().cpu()
+        else:
+            state["ggn"] = self.ggn.detach().cpu()
+        return state
+
+    @classmethod
+    def from_state_tensors(
+        cls,
+        model: nn.Module,
+        state: Mapping[str, Tensor],
+        *,
+        params: Literal["auto", "lora", "polar_theta"] = "auto",
+        structure: Literal["diag", "full", "kron"] = "diag",
+    ) -> AdapterLaplace:
+        """Rebuild the posterior written by :meth:`state_tensors` over ``model``'s adapters,
+        checking that the curvature fits the adapter parameters."""
+        names, plist = adapter_laplace_parameters(model.backbone.model, params)
+        p = sum(t.numel() for t in plist)
+        missing = sorted({"map_nll", "n_data", "prior_precision"} - set(state))
+        if missing:
+            raise ValueError(f"{_NAME}: the saved posterior lacks {missing}")
+        device = plist[0].device
+        if structure == "kron":
+            blocks = sorted({int(k.split(".")[1]) for k in state if k.startswith("kron.")})
+            if blocks != list(range(len(blocks))) or not blocks:
+                raise ValueError(f"{_NAME}: the saved K-FAC factors are incomplete (blocks {blocks})")
+            ggn: Tensor | KronGGN = KronGGN(
+                [(state[f"kron.{i}.G"].to(device), state[f"kron.{i}.A"].to(device)) for i in blocks]
+            )
+            size = ggn.num_parameters
+        else:
+            if "ggn" not in state:
+                raise ValueError(f"{_NAME}: the saved posterior has no curvature tensor 'ggn'")
+            ggn = state["ggn"].to(device=device, dtype=torch.float64)
+            expected = (p,) if structure == "diag" else (p, p)
+            if tuple(ggn.shape) != expected:
+                raise ValueError(
+                    f"{_NAME}: the saved {structure} curvature has shape {tuple(ggn.shape)}, the adapters need {expected}"
+                )
+            size = p
+        if size != p:
+            raise ValueError(f"{_NAME}: the saved K-FAC blocks cover {size} parameters, the adapters hold {p}")
+        return cls(
+            model, names, plist, ggn, structure,
+            state["map_nll"].to(device=device, dtype=torch.float64), int(state["n_data"]),
+            float(state["prior_precision"]),
+        )
+
     def __repr__(self) -> str:
         return (
             f"AdapterLaplace(P={self.num_parameters}, structure={self.structure!r}, "
             f"prior_precision={float(self.prior_precision):g}, n_data={self.n_data})"
         )
+
+
+def _checked_targets(targets: Tensor, logits: Tensor) -> Tensor:
+    targets = torch.as_tensor(targets, device=logits.device).long().reshape(-1)
+    if targets.shape[0] != logits.shape[0]:
+        raise ValueError(f"{_NAME}: {targets.shape[0]} targets for a batch of {logits.shape[0]}")
+    if targets.numel() and (int(targets.min()) < 0 or int(targets.max()) >= logits.shape[1]):
+        raise ValueError(f"{_NAME}: targets must lie in [0, {logits.shape[1]})")
+    return targets
+
+
+def _fit_kron(
+    model: nn.Module, names: list[str], plist: list[nn.Parameter], batches: Iterable[tuple[Batch, Tensor]]
+) -> tuple[KronGGN, Tensor, int]:
+    """K-FAC factors (one forward and C backward passes per batch), the MAP NLL and N."""
+    jacobians = _Jacobians(model, plist)
+    kfac = AdapterKFAC(model.backbone.model, names)
+    device = plist[0].device
+    nll = torch.zeros((), dtype=torch.float64, device=device)
+    n_data = 0
+    was_training = model.training
+    flags = [p.requires_grad for p in plist]
+    model.eval()  # dropout off: the curvature of the deterministic network
+    try:
+        for p in plist:
+            p.requires_grad_(True)
+        for batch, targets in batches:
+            logits = kfac.accumulate(jacobians.logits, jacobians.as_batch(batch))
+            targets = _checked_targets(targets, logits)
+            nll += nn.functional.cross_entropy(logits, targets, reduction="sum").to(device)
+            n_data += int(targets.shape[0])
+    finally:
+        for p, flag in zip(plist, flags, strict=True):
+            p.requires_grad_(flag)
+        model.train(was_training)
+    if n_data == 0:
+        raise ValueError(f"{_NAME}: needs at least one training example, got none")
+    return KronGGN(kfac.factors(n_data)), nll, n_data
 
 
 def fit_adapter_laplace(
@@ -246,20 +380,26 @@ def fit_adapter_laplace(
     *,
     params: Literal["auto", "lora", "polar_theta"] = "auto",
     prior_precision: float = 1.0,
-    structure: Literal["diag", "full"] = "diag",
+    structure: Literal["diag", "full", "kron"] = "diag",
 ) -> AdapterLaplace:
     """Fit the GGN-Laplace posterior over the adapter parameters of ``model`` (a
     :class:`~bayeshead.model.BayesianModel`) at its current (MAP) weights on ``batches`` of
-    (tokenized batch or list of texts, class targets)."""
-    if structure not in ("diag", "full"):
-        raise ValueError(f"{_NAME}: structure must be 'diag' or 'full', got {structure!r}")
+    (tokenized batch or list of texts, class targets).
+
+    ``structure="kron"`` uses one forward and C backward passes per batch (K-FAC, see
+    :mod:`bayeshead.methods.adapter_kfac`); ``"diag"``/``"full"`` use exact per-example Jacobians."""
+    if structure not in ("diag", "full", "kron"):
+        raise ValueError(f"{_NAME}: structure must be 'diag', 'full' or 'kron', got {structure!r}")
     names, plist = adapter_laplace_parameters(model.backbone.model, params)
     p = sum(t.numel() for t in plist)
     if structure == "full" and p > MAX_FULL_PARAMETERS:
         raise ValueError(
             f"{_NAME}: structure='full' needs a dense {p}×{p} matrix; above {MAX_FULL_PARAMETERS} "
-            "parameters use structure='diag' (or fewer adapted modules / a lower rank)"
+            "parameters use structure='diag' or 'kron' (or fewer adapted modules / a lower rank)"
         )
+    if structure == "kron":
+        kron, nll, n_data = _fit_kron(model, names, plist, batches)
+        return AdapterLaplace(model, names, plist, kron, structure, nll, n_data, prior_precision)
     jacobians = _Jacobians(model, plist)
     device = plist[0].device
     ggn = torch.zeros((p,) if structure == "diag" else (p, p), dtype=torch.float64, device=device)
@@ -267,11 +407,7 @@ def fit_adapter_laplace(
     n_data = 0
     for batch, targets in batches:
         logits, jac = jacobians(batch)
-        targets = torch.as_tensor(targets, device=logits.device).long().reshape(-1)
-        if targets.shape[0] != logits.shape[0]:
-            raise ValueError(f"{_NAME}: {targets.shape[0]} targets for a batch of {logits.shape[0]}")
-        if targets.numel() and (int(targets.min()) < 0 or int(targets.max()) >= logits.shape[1]):
-            raise ValueError(f"{_NAME}: targets must lie in [0, {logits.shape[1]})")
+        targets = _checked_targets(targets, logits)
         probs = torch.softmax(logits, dim=-1)
         lam = torch.diag_embed(probs) - probs.unsqueeze(2) * probs.unsqueeze(1)  # (B, C, C)
         jac = jac.to(device)
@@ -287,3 +423,19 @@ def fit_adapter_laplace(
     if structure == "full":
         ggn = 0.5 * (ggn + ggn.T)
     return AdapterLaplace(model, names, plist, ggn, structure, nll, n_data, prior_precision)
+
+
+def optimize_log_prior_precision(laplace: AdapterLaplace, bounds: tuple[float, float] = (-10.0, 10.0)) -> float:
+    """argmax_δ log Z(δ) over log δ in ``bounds`` (Brent's bounded search, xatol 1e-4); returns δ.
+    Cheap for every structure: ``diag``/``kron`` evaluate log|H + δI| from stored spectra,
+    ``full`` with one Cholesky per evaluation."""
+    lo, hi = (float(b) for b in bounds)
+    if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+        raise ValueError(f"{_NAME}: bounds on log δ must be finite with lower < upper, got {bounds}")
+    result = minimize_scalar(
+        lambda log_delta: -float(laplace.log_marginal_likelihood(math.exp(log_delta))),
+        bounds=(lo, hi),
+        method="bounded",
+        options={"xatol": 1e-4},
+    )
+    return math.exp(float(result.x))
