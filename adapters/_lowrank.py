@@ -118,12 +118,11 @@ class LowRankAdapter(Adapter):
     @torch.no_grad()
     def merge(self) -> None:
         """W ← W + ΔW (transposed for ``Conv1D``); forward then skips the low-rank path.
-        A no-op when already merged. In bf16/fp16 the sum is rounded to the weight dtype."""
+        A no-op when already merged. In bf16/fp16 the sum W + ΔW is formed in the factors' fp32
+        and rounded once to the weight dtype (within half an ulp of the exact sum)."""
         if self.merged:
             return
-        delta = self.delta_weight()
-        weight = self.base_weight
-        weight.add_((delta.T if self.fan_in_fan_out else delta).to(weight.dtype))
+        self._fold(+1.0)
         self.merged = True
 
     @torch.no_grad()
@@ -131,10 +130,19 @@ class LowRankAdapter(Adapter):
         """W ← W − ΔW: undoes :meth:`merge` (exactly in fp32 up to round-off). No-op if unmerged."""
         if not self.merged:
             return
-        delta = self.delta_weight()
-        weight = self.base_weight
-        weight.sub_((delta.T if self.fan_in_fan_out else delta).to(weight.dtype))
+        self._fold(-1.0)
         self.merged = False
+
+    def _fold(self, sign: float) -> None:
+        """W ← round(W + sign·ΔW), the sum taken in the wider of the two dtypes."""
+        delta = self.delta_weight()
+        delta = delta.T if self.fan_in_fan_out else delta
+        weight = self.base_weight
+        if delta.dtype == weight.dtype:
+            weight.add_(delta, alpha=sign)
+        else:
+            wide = torch.promote_types(weight.dtype, delta.dtype)
+            weight.copy_((weight.to(wide) + sign * delta.to(wide)).to(weight.dtype))
 
     def extra_repr(self) -> str:
         return (

@@ -16,6 +16,13 @@ non-negative in floating point as well.
 KL(N(m, S) ‖ N(0, s₀I)) = ½[tr(S)/s₀ + ‖m‖²/s₀ − d + d·log s₀ − log|S|], with
 log|S| = 2Σ log_scale (diagonal, dense) and, for the low-rank form, the matrix determinant lemma
 log|FFᵀ + D| = log|D| + log|I_r + FᵀD⁻¹F| (an r×r Cholesky factor).
+
+Shared covariance (``shared=True``): every row has its own mean m_r but one covariance S, so
+q(W) = Π_r N(m_r, S) (the rows stay independent). The covariance parameters then have a leading
+dimension of 1 instead of R (d² instead of R·d² numbers for ``"dense"``), φᵀSφ is computed once
+per example, and Σ_r KL(N(m_r, S) ‖ N(0, s₀I)) = ½[R·tr(S)/s₀ + Σ_r‖m_r‖²/s₀ − R·d + R·d·log s₀
+− R·log|S|]. Per-row quantities (``quadratic``, ``trace``, ``logdet``, ``kl_rows``) keep their
+(…, R) shapes, the shared value repeated.
 """
 
 from __future__ import annotations
@@ -34,8 +41,9 @@ CovarianceKind = Literal["diagonal", "dense", "lowrank"]
 class GaussianRows(nn.Module):
     """R independent Gaussians N(m_r, S_r) on R^d with a diagonal, dense or low-rank S_r.
 
-    Parameters: ``mean`` (R, d), ``log_scale`` (R, d) and, by kind, ``tril`` (R, d, d; only the
-    strictly-lower triangle is used) or ``factor`` (R, d, rank).
+    Parameters: ``mean`` (R, d), ``log_scale`` (G, d) and, by kind, ``tril`` (G, d, d; only the
+    strictly-lower triangle is used) or ``factor`` (G, d, rank), where G = R, or G = 1 when
+    ``shared`` (one covariance for all rows).
     """
 
     def __init__(
@@ -47,38 +55,50 @@ class GaussianRows(nn.Module):
         rank: int | None = None,
         init_std: float = 1.0,
         mean_std: float = 0.0,
+        shared: bool = False,
     ) -> None:
         super().__init__()
         if kind not in ("diagonal", "dense", "lowrank"):
             raise ValueError(f"covariance must be 'diagonal', 'dense' or 'lowrank', got {kind!r}")
         self.kind: CovarianceKind = kind
         self.rows, self.dim = int(rows), int(dim)
+        self.shared = bool(shared)
+        groups = self.cov_rows
         self.mean = nn.Parameter(torch.randn(rows, dim) * mean_std)
-        self.log_scale = nn.Parameter(torch.full((rows, dim), math.log(init_std)))
+        self.log_scale = nn.Parameter(torch.full((groups, dim), math.log(init_std)))
         self.rank = 0
         if kind == "dense":
-            self.tril = nn.Parameter(torch.zeros(rows, dim, dim))
+            self.tril = nn.Parameter(torch.zeros(groups, dim, dim))
         elif kind == "lowrank":
             if rank is None or not 1 <= rank <= dim:
                 raise ValueError(f"lowrank covariance needs 1 <= rank <= {dim}, got {rank}")
             self.rank = int(rank)
             # F = 0 is a stationary point of the ELBO (every gradient in F is linear in F), so
             # the factor starts small and random.
-            self.factor = nn.Parameter(torch.randn(rows, dim, rank) * (1e-2 * init_std / math.sqrt(rank)))
+            self.factor = nn.Parameter(torch.randn(groups, dim, rank) * (1e-2 * init_std / math.sqrt(rank)))
+
+    @property
+    def cov_rows(self) -> int:
+        """G, the number of covariances held: 1 when shared, else R."""
+        return 1 if self.shared else self.rows
+
+    def _per_row(self, value: Tensor) -> Tensor:
+        """Repeat a shared value (…, 1) along the last dimension to (…, R) (a view)."""
+        return value.expand(*value.shape[:-1], self.rows) if self.shared else value
 
     # -- building blocks -------------------------------------------------------------------
     def scale_diag(self) -> Tensor:
-        """exp(log_scale): σ (diagonal), diag(L) (dense) or √D (low rank); shape (R, d)."""
+        """exp(log_scale): σ (diagonal), diag(L) (dense) or √D (low rank); shape (G, d)."""
         return self.log_scale.exp()
 
     def strict_lower(self) -> Tensor:
-        """The strictly lower triangle of the dense factor L, shape (R, d, d)."""
+        """The strictly lower triangle of the dense factor L, shape (G, d, d)."""
         if self.kind != "dense":
             raise ValueError("strict_lower() exists for the dense parameterization only")
         return self.tril.tril(-1)
 
     def cholesky(self) -> Tensor:
-        """The dense factor L = tril(tril, −1) + diag(exp(log_scale)), shape (R, d, d)."""
+        """The dense factor L = tril(tril, −1) + diag(exp(log_scale)), shape (G, d, d)."""
         if self.kind != "dense":
             raise ValueError("cholesky() exists for the dense parameterization only")
         return self.strict_lower() + torch.diag_embed(self.scale_diag())
@@ -86,14 +106,21 @@ class GaussianRows(nn.Module):
     def covariance(self) -> Tensor:
         """S_r as dense (R, d, d) matrices (for tests and small d only)."""
         if self.kind == "diagonal":
-            return torch.diag_embed(self.scale_diag().pow(2))
-        if self.kind == "dense":
+            cov = torch.diag_embed(self.scale_diag().pow(2))
+        elif self.kind == "dense":
             chol = self.cholesky()
-            return chol @ chol.transpose(-1, -2)
-        return self.factor @ self.factor.transpose(-1, -2) + torch.diag_embed(self.scale_diag().pow(2))
+            cov = chol @ chol.transpose(-1, -2)
+        else:
+            cov = self.factor @ self.factor.transpose(-1, -2) + torch.diag_embed(self.scale_diag().pow(2))
+        return cov.expand(self.rows, -1, -1)
 
     def quadratic(self, phi: Tensor) -> Tensor:
-        """φ_bᵀ S_r φ_b for a batch φ (B, d): shape (B, R), computed as squared norms."""
+        """φ_bᵀ S_r φ_b for a batch φ (B, d): shape (B, R), computed as squared norms (once per
+        example when the covariance is shared)."""
+        if self.kind == "dense" and self.shared:
+            # Lᵀφ for all b at once: one (B, d)·(d, d) product instead of R of them.
+            proj = phi @ self.strict_lower()[0] + phi * self.scale_diag()
+            return self._per_row(proj.pow(2).sum(-1, keepdim=True))
         if self.kind == "dense":
             # Lᵀφ = (strict lower part)ᵀφ + diag(L)⊙φ: never materialises diag_embed(diag(L)).
             proj = torch.einsum("bi,rij->brj", phi, self.strict_lower()) + phi[:, None, :] * self.scale_diag()
@@ -102,21 +129,27 @@ class GaussianRows(nn.Module):
         out = phi.pow(2) @ var_diag.transpose(0, 1)
         if self.kind == "lowrank":
             out = out + torch.einsum("bi,rik->brk", phi, self.factor).pow(2).sum(-1)
-        return out
+        return self._per_row(out)
 
     def weighted_trace(self, weights: Tensor) -> Tensor:
         """tr(S_r·diag(p)) for p (d,) ≥ 0: shape (R,). (tr(S Σ⁻¹) with p = 1/Σ.)"""
         var_diag = self.scale_diag().pow(2)
         out = (var_diag * weights).sum(-1)
         if self.kind == "dense":  # Σ_ij L_ij² p_i, split into the strict lower part and the diagonal
-            return out + (self.strict_lower().pow(2) * weights[:, None]).sum((-1, -2))
+            out = out + (self.strict_lower().pow(2) * weights[:, None]).sum((-1, -2))
         if self.kind == "lowrank":
             out = out + (self.factor.pow(2) * weights[:, None]).sum((-1, -2))
-        return out
+        return self._per_row(out)
 
     def trace(self) -> Tensor:
-        """tr(S_r), shape (R,): ‖L‖²_F (dense), Σσ² (diagonal), ‖F‖²_F + ΣD (low rank)."""
-        return self.weighted_trace(torch.ones(self.dim, dtype=self.mean.dtype, device=self.mean.device))
+        """tr(S_r), shape (R,): ‖L‖²_F (dense), Σσ² (diagonal), ‖F‖²_F + ΣD (low rank).
+        (``weighted_trace`` with p = 1, without the d² multiplications by one.)"""
+        out = self.scale_diag().pow(2).sum(-1)
+        if self.kind == "dense":
+            out = out + self.strict_lower().pow(2).sum((-1, -2))
+        if self.kind == "lowrank":
+            out = out + self.factor.pow(2).sum((-1, -2))
+        return self._per_row(out)
 
     def logdet(self) -> Tensor:
         """log|S_r|, shape (R,)."""
@@ -127,7 +160,7 @@ class GaussianRows(nn.Module):
             capacitance = eye + scaled.transpose(-1, -2) @ scaled
             chol = torch.linalg.cholesky(capacitance)
             out = out + 2.0 * torch.diagonal(chol, dim1=-2, dim2=-1).log().sum(-1)
-        return out
+        return self._per_row(out)
 
     def kl_rows(self, prior_var: float) -> Tensor:
         """KL(N(m_r, S_r) ‖ N(0, s₀I)) per row, shape (R,), s₀ = ``prior_var``."""
@@ -149,11 +182,14 @@ class GaussianRows(nn.Module):
         opts = {"dtype": self.mean.dtype, "device": self.mean.device, "generator": generator}
         eps = torch.randn(shape, **opts)
         if self.kind == "dense":
-            return self.mean + torch.einsum("rij,nrj->nri", self.strict_lower(), eps) + self.scale_diag() * eps
+            lower = self.strict_lower()
+            noise = eps @ lower[0].T if self.shared else torch.einsum("rij,nrj->nri", lower, eps)
+            return self.mean + noise + self.scale_diag() * eps
         out = self.mean + self.scale_diag() * eps
         if self.kind == "lowrank":
             eps2 = torch.randn((n, self.rows, self.rank), **opts)
-            out = out + torch.einsum("rik,nrk->nri", self.factor, eps2)
+            factor = self.factor.expand(self.rows, -1, -1)
+            out = out + torch.einsum("rik,nrk->nri", factor, eps2)
         return out
 
     @torch.no_grad()
@@ -164,16 +200,16 @@ class GaussianRows(nn.Module):
 
     @torch.no_grad()
     def set_dense_covariance(self, covariance: Tensor) -> None:
-        """Set S_r = ``covariance[r]`` (R, d, d), symmetric positive definite, through its
-        Cholesky factor (dense parameterization only)."""
+        """Set S_r = ``covariance[r]`` (G, d, d), symmetric positive definite, through its
+        Cholesky factor (dense parameterization only; G = 1 when the covariance is shared)."""
         if self.kind != "dense":
             raise ValueError(
                 f"setting full covariances needs covariance='dense', this posterior is {self.kind!r}"
             )
-        if covariance.shape != (self.rows, self.dim, self.dim):
-            raise ValueError(
-                f"expected covariances of shape {(self.rows, self.dim, self.dim)}, got {tuple(covariance.shape)}"
-            )
+        expected = (self.cov_rows, self.dim, self.dim)
+        if covariance.shape != expected:
+            shared = " (one shared covariance)" if self.shared else ""
+            raise ValueError(f"expected covariances of shape {expected}{shared}, got {tuple(covariance.shape)}")
         chol, info = torch.linalg.cholesky_ex(covariance.to(torch.float64))
         if bool((info != 0).any()):
             raise ValueError(f"covariances of rows {(info != 0).nonzero().flatten().tolist()} are not positive definite")
@@ -183,4 +219,5 @@ class GaussianRows(nn.Module):
 
     def extra_repr(self) -> str:
         rank = f", rank={self.rank}" if self.kind == "lowrank" else ""
-        return f"rows={self.rows}, dim={self.dim}, kind={self.kind!r}{rank}"
+        shared = ", shared=True" if self.shared else ""
+        return f"rows={self.rows}, dim={self.dim}, kind={self.kind!r}{rank}{shared}"

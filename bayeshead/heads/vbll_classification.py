@@ -19,6 +19,16 @@ gives the per-example loss
 
 Since the rows of W are independent and φ is fixed, sampling z from N(μ, diag v) is exactly
 sampling the last layer. The prior variance defaults to 2·s₀/d as in vbll.
+
+Shared covariance (``covariance_sharing="shared"``): q(w_c) = N(w̄_c, S) with one S for every
+class (rows still independent), so v_c = φᵀSφ + σ²_{ε,c} needs one quadratic form per example
+and a dense S has d² parameters instead of C·d² (the Adam state and the per-step work over the
+Cholesky factor shrink by C; at LLM width d = 4096 that factor dominates a training step).
+The KL is Σ_c KL(N(w̄_c, S) ‖ N(0, s·I)). With equal noise variances the ½·φᵀSφ shift is common
+to all classes and cancels inside the softmax of the Jensen bound, so S enters the bound only as
+the penalty −½·φᵀSφ; it still scales each example's logits in the probit predictive. This is an
+option of ours: vbll 0.4.9 (``DiscClassification``) and the paper keep one S_c per class, which
+remains the default ("per_class").
 """
 
 from __future__ import annotations
@@ -65,6 +75,11 @@ class VBLLClassificationConfig(VBLLConfigBase):
     )
     n_samples: PositiveInt = Field(100, description="Monte-Carlo samples when predictive='mc' and none are passed.")
     bias: bool = Field(False, description="Add a point-estimated logit offset b (no prior).")
+    covariance_sharing: Literal["per_class", "shared"] = Field(
+        "per_class",
+        description="'per_class': one covariance S_c per class (vbll); 'shared': one S for all classes "
+        "(d² instead of C·d² numbers when dense; a faster step at LLM width).",
+    )
 
 
 @HEADS.register("vbll_classification", config=VBLLClassificationConfig)
@@ -73,6 +88,9 @@ class VBLLClassificationHead(VBLLRowsHead):
 
     Config = VBLLClassificationConfig
     config: VBLLClassificationConfig
+
+    def shares_covariance(self) -> bool:
+        return self.config.covariance_sharing == "shared"
 
     # -- pieces ------------------------------------------------------------------------------
     def logit_moments(self, features: Tensor) -> tuple[Tensor, Tensor]:
@@ -123,16 +141,18 @@ class VBLLClassificationHead(VBLLRowsHead):
     @torch.no_grad()
     def set_row_covariances(self, covariances: Tensor) -> None:
         """Replace every S_c by ``covariances[c]``; the means and the logit noise σ_ε are kept, so
-        the predictive variance becomes φᵀS_cφ + σ²_ε. A diagonal or low-rank posterior is first
-        switched to the dense parameterization (and ``config.covariance`` to ``"dense"``, so that
-        a saved model reloads with the right shapes)."""
-        if self.posterior.kind != "dense":
+        the predictive variance becomes φᵀS_cφ + σ²_ε. A diagonal, low-rank or shared posterior is
+        first switched to the dense per-class parameterization (and ``config.covariance`` to
+        ``"dense"``, ``config.covariance_sharing`` to ``"per_class"``, so that a saved model
+        reloads with the right shapes)."""
+        if self.posterior.kind != "dense" or self.posterior.shared:
             old = self.posterior
             dense = GaussianRows(old.rows, old.dim, "dense").to(device=old.mean.device, dtype=old.mean.dtype)
             dense.mean.copy_(old.mean)
             self.posterior = dense
-            self.config = self.config.model_copy(update={"covariance": "dense"})
+            self.config = self.config.model_copy(update={"covariance": "dense", "covariance_sharing": "per_class"})
         self.posterior.set_dense_covariance(covariances)
 
     def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, prior_var={self.prior_var:.4g}, predictive={self.config.predictive!r}"
+        sharing = ", covariance_sharing='shared'" if self.shares_covariance() else ""
+        return f"{super().extra_repr()}, prior_var={self.prior_var:.4g}, predictive={self.config.predictive!r}{sharing}"

@@ -35,11 +35,16 @@ class VBLLRowsHead(UncertaintyHead):
             rank=cfg.lowrank_rank if cfg.covariance == "lowrank" else None,
             init_std=default_init_std(cfg.init_std, in_features),
             mean_std=math.sqrt(self.prior_var) if cfg.mean_init_std is None else float(cfg.mean_init_std),
+            shared=self.shares_covariance(),
         )
         self.noise_log_std = nn.Parameter(
             torch.full((num_outputs,), math.log(cfg.noise_init)), requires_grad=cfg.learn_noise
         )
         self.bias = nn.Parameter(torch.zeros(num_outputs)) if cfg.bias else None
+
+    def shares_covariance(self) -> bool:
+        """Whether all rows share one covariance S (a head whose config offers it overrides this)."""
+        return False
 
     @property
     def _name(self) -> str:
