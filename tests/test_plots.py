@@ -1,4 +1,6 @@
-"""bayeshead.bench.plots: the PNG files are written and readable, with sensible sizes."""
+"""bayeshead.bench.plots: the PNG files are written and readable, with sensible sizes; the
+reliability diagram draws accuracy and gap apart and shows the bin counts; the comparison figure
+shows paired intervals."""
 
 from __future__ import annotations
 
@@ -10,8 +12,8 @@ import matplotlib  # noqa: F401
 import pytest
 import torch
 
-from bayeshead.bench.plots import comparison_figure, reliability_diagram
-from bayeshead.metrics import ClassificationMetrics, reliability_bins
+from bayeshead.bench.plots import _reliability_figure, comparison_figure, reliability_diagram
+from bayeshead.metrics import ClassificationMetrics, PairedDifference, reliability_bins
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -98,3 +100,60 @@ def test_missing_matplotlib_gives_an_install_hint(tmp_path, monkeypatch):
         reliability_diagram(_bins(), tmp_path / "r.png")
     with pytest.raises(ImportError, match=r"pip install 'bayeshead\[plot\]'"):
         comparison_figure([{"method": "a", "acc": 1, "ece": 0, "nll": 0}], tmp_path / "c.png")
+
+
+def _patches(axis, label):
+    containers = [c for c in axis.containers if c.get_label() == label]
+    return [patch for c in containers for patch in c.patches]
+
+
+def test_reliability_accuracy_and_gap_are_drawn_apart_with_counts():
+    from matplotlib.figure import Figure
+
+    g = torch.Generator().manual_seed(1)
+    logits = 3 * torch.randn(500, 3, generator=g, dtype=torch.float64)
+    targets = torch.distributions.Categorical(logits=0.5 * logits).sample()
+    bins = reliability_bins(torch.softmax(logits, -1), targets)
+    figure = _reliability_figure(Figure, bins, "over-confident")
+    top, bottom = figure.axes
+    filled = [i for i, c in enumerate(bins.counts) if c > 0]
+    bars = _patches(top, "accuracy")
+    gaps = _patches(top, "gap: over-confident") + _patches(top, "gap: under-confident")
+    assert [bar.get_height() for bar in bars] == pytest.approx([bins.accuracy[i] for i in filled])
+    assert gaps and len(gaps) <= len(filled)
+    for gap in gaps:
+        b = min(range(len(filled)), key=lambda j: abs(bars[j].get_x() + bars[j].get_width() - gap.get_x()))
+        i = filled[b]
+        # the gap box sits right of its accuracy bar (no overlap) and spans accuracy..confidence
+        assert gap.get_x() >= bars[b].get_x() + bars[b].get_width() - 1e-12
+        low, high = sorted((bins.accuracy[i], bins.mean_confidence[i]))
+        assert (gap.get_y(), gap.get_y() + gap.get_height()) == pytest.approx((low, high))
+        assert not gap.get_fill() and gap.get_hatch()
+    assert sum(bins.mean_confidence[i] > bins.accuracy[i] for i in filled) > len(filled) / 2
+    assert len(_patches(top, "gap: over-confident")) > len(_patches(top, "gap: under-confident"))
+    texts = sorted(int(t.get_text()) for t in bottom.texts)
+    assert texts == sorted(c for c in bins.counts if c > 0)
+    assert f"ECE = {bins.ece:.4f}" in top.get_title()
+
+
+def test_comparison_figure_shows_paired_intervals(tmp_path):
+    rows = [
+        {"method": "base", "acc": 0.9, "ece": 0.05, "nll": 0.3},
+        {"method": "new", "acc": 0.91, "ece": 0.03, "nll": 0.28},
+        {"method": "other", "acc": 0.88, "ece": 0.06, "nll": 0.35},
+    ]
+
+    def diff(metric, estimate, low, high):
+        return PairedDifference(metric, estimate, low, high, 0.01, 0.95, 100, (0, 1))
+
+    differences = {
+        "new": {"acc": diff("acc", 0.01, -0.005, 0.025), "ece": diff("ece", -0.02, -0.03, -0.01)},
+        "other": {"acc": diff("acc", -0.02, -0.04, -0.001), "nll": diff("nll", 0.05, 0.02, 0.08)},
+    }
+    path = comparison_figure(
+        rows, tmp_path / "c.png", differences=differences, baseline="base", title="t"
+    )
+    image = _read_png(path)
+    assert image.shape[0] == 800  # two rows of panels, 4 inches each at 100 dpi
+    plain = _read_png(comparison_figure(rows, tmp_path / "p.png"))
+    assert plain.shape[0] == 400

@@ -5,6 +5,12 @@ deviation, ddof = 1; 0 for a single seed). Markdown has one table per task, and 
 labelled OOD sets (OBQA -> ARC / MMLU) a second table: ACC, ECE and detection AUROC per set.
 Reliability diagrams pool the test predictions of all seeds of a (task, method) by summing the
 per-bin counts, confidence sums and correct counts.
+
+When every run of a task stores its per-example test outputs (``record["per_example"]``), the
+report adds "Paired differences vs <baseline>": per method, the mean over shared seeds of
+metric(method) − metric(baseline) for ACC, ECE, NLL and OOD AUROC with a 95% paired percentile
+bootstrap interval over test (and OOD) examples (:func:`bayeshead.metrics.paired_bootstrap`);
+the baseline is the task's first method unless named. Older run JSONs get no such section.
 """
 
 from __future__ import annotations
@@ -29,6 +35,9 @@ __all__ = [
     "OOD_SET_COLUMNS",
     "ood_sets_table",
     "slug",
+    "PAIRED_COLUMNS",
+    "paired_differences",
+    "paired_table",
 ]
 
 #: (key in the run record or its metrics, column title, decimals)
@@ -223,21 +232,119 @@ def pooled_bins(runs: Sequence[dict[str, Any]]):  # noqa: ANN201 - ReliabilityBi
     )
 
 
+#: (metric key, column title, decimals) of the paired-differences table
+PAIRED_COLUMNS: list[tuple[str, str, int]] = [
+    ("acc", "Δ ACC", 3),
+    ("ece", "Δ ECE", 3),
+    ("nll", "Δ NLL", 3),
+    ("ood_auroc_maxprob", "Δ OOD AUROC", 3),
+]
+
+
+def paired_differences(
+    runs: Sequence[dict[str, Any]], baseline: str | None = None, **options: Any
+) -> tuple[str, dict[str, dict[str, Any]]] | None:
+    """Paired bootstrap differences of every method against ``baseline`` (default: the first
+    method) for runs of one task: ``(baseline, {method: {metric: PairedDifference}})``, or None
+    when some run lacks ``per_example``. ``options`` go to
+    :func:`bayeshead.metrics.paired_bootstrap` (``n_boot``, ``seed``, ...)."""
+    from bayeshead.metrics.paired import has_per_example, paired_differences_from_records
+
+    if not runs or not all(has_per_example(run) for run in runs):
+        return None
+    methods: list[str] = []
+    for run in runs:
+        if run["method"] not in methods:
+            methods.append(run["method"])
+    base = baseline if baseline is not None else methods[0]
+    if base not in methods:
+        raise ValueError(
+            f"paired baseline {base!r} is not among the methods of these runs: {methods}; "
+            "pass one of them"
+        )
+    base_runs = [run for run in runs if run["method"] == base]
+    out = {
+        method: paired_differences_from_records(
+            [run for run in runs if run["method"] == method], base_runs, **options
+        )
+        for method in methods
+        if method != base
+    }
+    return base, out
+
+
+def _signed(value: float, decimals: int) -> str:
+    return f"{value:+.{decimals}f}".replace("-", "−")
+
+
+def paired_table(baseline: str, differences: dict[str, dict[str, Any]]) -> str:
+    """Markdown table: per method, each metric's difference and [low, high] interval; a ``*``
+    marks an interval that excludes 0."""
+    columns = [c for c in PAIRED_COLUMNS if any(c[0] in d for d in differences.values())]
+    level = next((d.confidence_level for ds in differences.values() for d in ds.values()), 0.95)
+    lines = [
+        f"Method − {baseline}, mean over the seeds both share, with the {level:.0%} paired "
+        "percentile bootstrap interval over test examples (and OOD examples for AUROC); "
+        "`*`: the interval excludes 0.",
+        "",
+        "| method | seeds | " + " | ".join(title for _, title, _ in columns) + " |",
+        "|---|---|" + "---:|" * len(columns),
+    ]
+    for method, diffs in differences.items():
+        cells = []
+        for key, _, decimals in columns:
+            d = diffs.get(key)
+            cells.append(
+                "n/a"
+                if d is None
+                else f"{_signed(d.estimate, decimals)} [{_signed(d.low, decimals)}, "
+                f"{_signed(d.high, decimals)}]{'*' if d.excludes_zero() else ''}"
+            )
+        seeds = next(iter(diffs.values())).seeds if diffs else ()
+        lines.append(f"| {method} | {' '.join(map(str, seeds))} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def slug(name: str) -> str:
     """A file-name-safe form of a method name (``polar+vbll (landing)`` -> ``polar+vbll_landing``)."""
     return re.sub(r"[^A-Za-z0-9_.+-]+", "_", name).strip("_")
 
 
 def write_report(
-    runs: Sequence[dict[str, Any]], out_dir: str | Path, *, figures: bool = True
+    runs: Sequence[dict[str, Any]],
+    out_dir: str | Path,
+    *,
+    figures: bool = True,
+    baseline: str | None = None,
+    n_boot: int = 2000,
 ) -> dict[str, Path]:
     """``results.md``, ``results.csv``, ``reliability/[<task>/]<method>.png`` and
-    ``comparison[-<task>].png`` in ``out_dir``."""
+    ``comparison[-<task>].png`` in ``out_dir``. With per-example outputs in the runs,
+    ``results.md`` also gets "Paired differences vs <baseline>" (per task) and the comparison
+    figures a row of paired differences with their intervals (``n_boot`` replicates, seed 0)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = aggregate(runs)
     written = {"markdown": out_dir / "results.md", "csv": write_csv(rows, out_dir / "results.csv")}
-    written["markdown"].write_text(markdown_table(rows) + "\n", encoding="utf-8")
+    if baseline is not None and all(run["method"] != baseline for run in runs):
+        methods = sorted({run["method"] for run in runs})
+        raise ValueError(
+            f"baseline {baseline!r} is not a method of these runs; pick one of {methods}"
+        )
+    paired: dict[str | None, tuple[str, dict[str, dict[str, Any]]]] = {}
+    sections = [markdown_table(rows)]
+    for task in _tasks(rows):
+        task_runs = [run for run in runs if run.get("task") == task]
+        task_baseline = baseline
+        if baseline is not None and all(run["method"] != baseline for run in task_runs):
+            task_baseline = None
+        found = paired_differences(task_runs, task_baseline, n_boot=n_boot)
+        if found is None or not found[1]:
+            continue
+        paired[task] = found
+        where = f" ({task})" if task else ""
+        sections += [f"## Paired differences vs {found[0]}{where}", paired_table(*found)]
+    written["markdown"].write_text("\n\n".join(sections) + "\n", encoding="utf-8")
     if figures:
         from bayeshead.bench.plots import comparison_figure, reliability_diagram
 
@@ -256,5 +363,16 @@ def write_report(
                 written[f"reliability:{task + '/' if task else ''}{row['method']}"] = path
             name = f"comparison-{task}.png" if task else "comparison.png"
             key = f"comparison:{task}" if task else "comparison"
-            written[key] = comparison_figure(group_rows, out_dir / name, title=task)
+            metrics = ["acc", "ece", "nll"]
+            if all("ood_auroc_maxprob_mean" in row for row in group_rows):
+                metrics.append("ood_auroc_maxprob")
+            base, differences = paired.get(task, (None, None))
+            written[key] = comparison_figure(
+                group_rows,
+                out_dir / name,
+                metrics=metrics,
+                title=task,
+                differences=differences,
+                baseline=base,
+            )
     return written
