@@ -302,6 +302,16 @@ def render_configuration() -> str:
             f"`{qualname(model)}`: {escape(first_doc_line(model))}\n\n",
             fields_table(model, f"{name}."),
         ]
+    out += [
+        "\n## Packaged backbones\n\n",
+        "Short names for `backbone.name_or_path` (registry `bayeshead.registry.BACKBONES`): pretrained "
+        "causal LMs shipped as GGUF files inside PyPI packages, dequantized once into a user cache; see "
+        "[Real causal LMs offline](../causal-lms.md).\n\n",
+        table(
+            ["name", "description"],
+            [[code(name), escape(desc)] for name, desc, _ in builtin_entries(REGISTRIES["backbones"])],
+        ),
+    ]
     for family in _FAMILIES:
         out.append("\n")
         out += list(component_sections(family))
@@ -316,7 +326,7 @@ def render_configuration() -> str:
         "seeds: [0, 1, 2]\n"
         "methods:\n"
         "  - {name: lora+mle, overrides: [adapter.kind=lora, head.kind=deterministic]}\n"
-        "  - {name: lora+ensemble, overrides: [adapter.kind=lora], ensemble_members: 3}\n"
+        "  - {name: lora+ensemble, overrides: [adapter.kind=lora, method.kind=ensemble, method.members=3]}\n"
         "```\n\n",
         "### SuiteConfig\n\n",
         f"`{qualname(SuiteConfig)}`\n\n",
