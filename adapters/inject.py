@@ -6,6 +6,11 @@ module name, or ``"all-linear"`` — every ``nn.Linear``/``Conv1D`` except the o
 (a module named ``lm_head`` or the module ``model.get_output_embeddings()`` returns) unless
 ``include_output_head``. Only linear layers are adapted. Every parameter that is not an
 adapter parameter is frozen.
+
+Block selection (PEFT's ``layers_to_transform``, and ``top_layers``): a target is kept only when
+the first ``layers.<i>.``/``layer.<i>.``/``h.<i>.``/``blocks.<i>.``/``block.<i>.`` segment of its
+name has an index in the chosen set (:func:`layer_index`); targets outside any block (an output
+head, a pooler) are dropped. The model's block count is the largest index found plus one.
 """
 
 from __future__ import annotations
@@ -19,9 +24,95 @@ from bayeshead.adapters.base import Adapter
 from bayeshead.adapters.config import AdapterConfig
 from bayeshead.registry import ADAPTERS
 
-__all__ = ["inject_adapters", "linear_module_names", "output_head_names"]
+__all__ = [
+    "check_layer_options",
+    "inject_adapters",
+    "layer_index",
+    "linear_module_names",
+    "num_blocks",
+    "output_head_names",
+    "selected_layers",
+]
 
 _MAX_LISTED = 40
+_BLOCK = re.compile(r"(?:^|.*?\.)(?:layers|layer|h|blocks|block)\.(?P<idx>\d+)\.")
+
+
+def layer_index(name: str) -> int | None:
+    """The transformer block a module belongs to: the number after the first ``layers.``,
+    ``layer.``, ``h.``, ``blocks.`` or ``block.`` segment of its name (``None`` outside blocks)."""
+    match = _BLOCK.match(name)
+    return int(match.group("idx")) if match else None
+
+
+def num_blocks(model: nn.Module) -> int:
+    """The number of transformer blocks: the largest block index among the module names + 1."""
+    found = [i for i in (layer_index(f"{name}.") for name, _ in model.named_modules()) if i is not None]
+    return max(found) + 1 if found else 0
+
+
+def check_layer_options(config: AdapterConfig) -> None:
+    """Refuse layer options that cannot mean anything, whatever the model (config-level checks)."""
+    chosen = getattr(config, "layers_to_transform", None)
+    top = getattr(config, "top_layers", None)
+    if chosen is not None and top is not None:
+        raise ValueError(
+            f"layers_to_transform={chosen!r} and top_layers={top!r} are both set; choose one "
+            "(top_layers=k is layers_to_transform=[n-k, ..., n-1] for a model with n blocks)"
+        )
+    indices = [chosen] if isinstance(chosen, int) else list(chosen or [])
+    if chosen is not None and not indices:
+        raise ValueError(
+            "layers_to_transform=[] selects no block; list block indices (0 = the first block) or "
+            "set it to null to adapt every block"
+        )
+    negative = [i for i in indices if i < 0]
+    if negative:
+        raise ValueError(
+            f"layers_to_transform has negative block indices {negative}; blocks count from 0 "
+            "(the first block); to adapt the last k blocks use top_layers=k"
+        )
+    if top is not None and top < 1:
+        raise ValueError(f"top_layers must be >= 1, got {top}; for k = 0 leave the adapter out (adapter: null)")
+    if isinstance(config.target_modules, str) and config.target_modules != "all-linear" and (
+        chosen is not None or top is not None
+    ):
+        raise ValueError(
+            f"layers_to_transform/top_layers need target_modules as a list of name suffixes or "
+            f'"all-linear", got the regular expression {config.target_modules!r} (as in PEFT); put the '
+            "block indices into the regex instead, or pass suffixes"
+        )
+
+
+def selected_layers(model: nn.Module, config: AdapterConfig) -> set[int] | None:
+    """The block indices ``config`` adapts in ``model`` (None: every block); refuses indices
+    beyond the model's blocks and a ``top_layers`` larger than their number."""
+    check_layer_options(config)
+    chosen = getattr(config, "layers_to_transform", None)
+    top = getattr(config, "top_layers", None)
+    if chosen is None and top is None:
+        return None
+    n = num_blocks(model)
+    if n == 0:
+        raise ValueError(
+            f"layers_to_transform/top_layers were given but {type(model).__name__} has no module named "
+            "like '...layers.<i>...', '...layer.<i>...', '...h.<i>...' or '...blocks.<i>...'; "
+            "leave both unset for this model"
+        )
+    if top is not None:
+        if top > n:
+            raise ValueError(
+                f"top_layers={top} but {type(model).__name__} has {n} blocks; choose 1 <= top_layers <= {n}"
+            )
+        return set(range(n - top, n))
+    indices = {chosen} if isinstance(chosen, int) else set(chosen)
+    beyond = sorted(i for i in indices if i >= n)
+    if beyond:
+        raise ValueError(
+            f"layers_to_transform has block indices {beyond} but {type(model).__name__} has {n} blocks "
+            f"(indices 0..{n - 1}); drop them or use top_layers"
+        )
+    return indices
 
 
 def output_head_names(model: nn.Module) -> set[str]:
@@ -67,6 +158,9 @@ def _short_list(names: list[str]) -> str:
 
 def _select(model: nn.Module, config: AdapterConfig) -> list[str]:
     candidates = linear_module_names(model)
+    layers = selected_layers(model, config)
+    if layers is not None:  # keep only the chosen blocks' layers
+        candidates = [name for name in candidates if layer_index(name) in layers]
     targets = config.target_modules
     if targets == "all-linear":
         skip = set() if config.include_output_head else output_head_names(model)
@@ -91,6 +185,8 @@ def _select(model: nn.Module, config: AdapterConfig) -> list[str]:
     hint = (
         f" These matched but are not nn.Linear/Conv1D: {_short_list(non_linear)}." if non_linear else ""
     )
+    if layers is not None:
+        hint += f" Only blocks {sorted(layers)} were searched (layers_to_transform/top_layers)."
     raise ValueError(
         f"target_modules={targets!r} matched no linear layer of {type(model).__name__}.{hint} "
         f"Linear layers that can be adapted: {_short_list(candidates) or '(none)'}. "
