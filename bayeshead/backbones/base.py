@@ -21,8 +21,9 @@ class Backbone(nn.Module, ABC):
         """d, the width of the features."""
 
     @abstractmethod
-    def tokenize(self, texts: Sequence[str]) -> dict[str, Tensor]:
-        """Tokenize a list of strings into a padded batch (``input_ids``, ``attention_mask``, ...)."""
+    def tokenize(self, texts: Sequence[str], text_pair: Sequence[str] | None = None) -> dict[str, Tensor]:
+        """Tokenize a list of strings (or, with ``text_pair``, of pairs ``(texts[i], text_pair[i])``)
+        into a padded batch (``input_ids``, ``attention_mask``, ...)."""
 
     @abstractmethod
     def features(self, batch: Mapping[str, Tensor]) -> Tensor:

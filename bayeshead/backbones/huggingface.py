@@ -24,6 +24,8 @@ from torch import Tensor, nn
 
 from bayeshead.backbones.answer_head import answer_head_rows
 from bayeshead.backbones.base import Backbone
+from bayeshead.backbones.gguf import resolve_gguf
+from bayeshead.backbones.pairs import DEFAULT_PAIR_TEMPLATE, check_pair_template, format_pairs
 from bayeshead.backbones.pooling import POOLINGS, pool
 from bayeshead.config import DEFAULT_BACKBONE, BackboneConfig
 
@@ -93,6 +95,14 @@ def _quantization_kwargs(config: BackboneConfig, device: torch.device | None) ->
     return {"quantization_config": BitsAndBytesConfig(load_in_8bit=True), "device_map": {"": index}}
 
 
+def _check_texts(texts: Sequence[str], what: str) -> None:
+    if isinstance(texts, str):
+        raise TypeError(f"tokenize takes a list of strings as {what}, got a single str; wrap it in a list")
+    bad = [i for i, t in enumerate(texts) if not isinstance(t, str)]
+    if bad:
+        raise TypeError(f"{what} must be strings; items {bad[:10]} are {type(texts[bad[0]]).__name__}")
+
+
 class HuggingFaceBackbone(Backbone):
     """Features from a ``transformers`` model: mask-aware pooling of the last hidden state."""
 
@@ -105,6 +115,7 @@ class HuggingFaceBackbone(Backbone):
         max_length: int = 128,
         padding_side: str | None = None,
         config: BackboneConfig | None = None,
+        pair_template: str | None = None,
     ) -> None:
         super().__init__()
         if pooling not in POOLINGS:
@@ -123,6 +134,11 @@ class HuggingFaceBackbone(Backbone):
             pooling=pooling,  # type: ignore[arg-type]
             max_length=max_length,
             padding_side=padding_side,  # type: ignore[arg-type]
+            pair_template=pair_template or DEFAULT_PAIR_TEMPLATE,
+        )
+        # How a causal LM sees a pair (encoders use the tokenizer's pair encoding).
+        self.pair_template = check_pair_template(
+            pair_template or getattr(self.config, "pair_template", DEFAULT_PAIR_TEMPLATE)
         )
 
     # -- construction ------------------------------------------------------------------------
@@ -132,7 +148,11 @@ class HuggingFaceBackbone(Backbone):
         from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer
 
         path = resolve_model_path(config.name_or_path)
-        auto = AutoModelForCausalLM if config.model_class == "causal_lm" else AutoModel
+        gguf_folder = resolve_gguf(path)  # a GGUF model: its cached safetensors folder (built once)
+        if gguf_folder is not None:
+            path = str(gguf_folder)
+        causal = config.model_class == "causal_lm" or gguf_folder is not None  # GGUF: always a causal LM
+        auto = AutoModelForCausalLM if causal else AutoModel
         device = resolve_device(config.device, load_in_8bit=config.load_in_8bit)
         quantization = _quantization_kwargs(config, device)  # before loading: fail fast
         try:
@@ -199,15 +219,27 @@ class HuggingFaceBackbone(Backbone):
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
-    def tokenize(self, texts: Sequence[str]) -> dict[str, Tensor]:
-        if isinstance(texts, str):
-            raise TypeError("tokenize takes a list of strings, got a single str; wrap it in a list")
-        bad = [i for i, t in enumerate(texts) if not isinstance(t, str)]
-        if bad:
-            raise TypeError(f"texts must be strings; items {bad[:10]} are {type(texts[bad[0]]).__name__}")
+    def tokenize(self, texts: Sequence[str], text_pair: Sequence[str] | None = None) -> dict[str, Tensor]:
+        """Token ids and attention mask of ``texts``; with ``text_pair`` each (a, b) is one input:
+        the tokenizer's own pair encoding for encoders (``[CLS] a [SEP] b [SEP]``, with
+        ``token_type_ids``, truncated longest-first), one prompt from ``pair_template``
+        (default ``"{a}\\n{b}"``) for causal LMs."""
+        _check_texts(texts, "texts")
+        pair_args: tuple[list[str], ...] = ()
+        if text_pair is not None:
+            _check_texts(text_pair, "text_pair")
+            if len(text_pair) != len(texts):
+                raise ValueError(
+                    f"tokenize got {len(texts)} texts but {len(text_pair)} text_pair entries; give one second text per text"
+                )
+            if self.is_causal_lm:
+                texts = format_pairs(texts, text_pair, self.pair_template)
+            else:
+                pair_args = (list(text_pair),)
         return dict(
             self.tokenizer(
                 list(texts),
+                *pair_args,
                 padding=True,
                 truncation=True,
                 max_length=self.max_length,

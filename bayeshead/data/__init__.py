@@ -1,5 +1,7 @@
-"""Data containers and loaders: labelled text for training and evaluating a BayesianModel."""
+"""Data containers and loaders: labelled text (or text pairs) for training and evaluating a
+BayesianModel, with class labels or real-valued targets."""
 
-from bayeshead.data.dataset import TextDataset
+from bayeshead.data.dataset import TextBatch, TextDataset
+from bayeshead.data.scaling import TargetScaler
 
-__all__ = ["TextDataset"]
+__all__ = ["TextDataset", "TextBatch", "TargetScaler"]

@@ -1,62 +1,199 @@
-""":class:`TextDataset`: texts with integer class labels, and seeded mini-batching."""
+""":class:`TextDataset`: texts (or text pairs) with class labels or real-valued targets, and
+seeded mini-batching into :class:`TextBatch` es.
+
+Targets are either
+
+* ``"classification"``: integer class indices (N,) in [0, C), stored as int64;
+* ``"regression"``: real-valued targets (N,) or (N, k), stored as float32 (float64 input keeps
+  float64). NaN and infinite targets are refused with the row named.
+
+When ``target_type`` is not given it is inferred from the label dtype: floating point means
+regression, anything else (int, bool) classification. An explicit ``target_type`` always wins;
+a fractional label under ``"classification"`` is an error, never truncated to a class.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 import torch
 from torch import Tensor
 
-__all__ = ["TextDataset"]
+__all__ = ["TextDataset", "TextBatch", "TargetType", "TARGET_TYPES"]
+
+TargetType = Literal["classification", "regression"]
+TARGET_TYPES: tuple[str, ...] = ("classification", "regression")
+
+
+@dataclass(frozen=True)
+class TextBatch:
+    """One mini-batch: ``texts``, their ``labels`` (class indices or float targets) and, for
+    paired data, the second texts ``text_pair``.
+
+    A single-text batch unpacks as ``texts, labels = batch``. A paired batch refuses that
+    unpacking (it would silently drop the second texts): read ``batch.texts``,
+    ``batch.text_pair`` and ``batch.labels``."""
+
+    texts: list[str]
+    labels: Tensor
+    text_pair: list[str] | None = None
+
+    def __iter__(self) -> Iterator[object]:
+        if self.text_pair is not None:
+            raise TypeError(
+                "this batch holds text pairs and cannot be unpacked as (texts, labels), which would drop "
+                "the second texts; use batch.texts, batch.text_pair and batch.labels instead"
+            )
+        return iter((self.texts, self.labels))
+
+
+def _check_strings(values: Sequence[object], what: str, name: str) -> list[str]:
+    values = list(values)
+    bad = [i for i, t in enumerate(values) if not isinstance(t, str)]
+    if bad:
+        raise TypeError(
+            f"{name}: {what} must be strings; rows {bad[:10]} are not (row {bad[0]} is "
+            f"{type(values[bad[0]]).__name__} {values[bad[0]]!r})"
+        )
+    return values  # type: ignore[return-value]
+
+
+def _first_bad_row(mask: Tensor) -> int:
+    """Index of the first example (row) where ``mask`` (N,) or (N, k) is true."""
+    rows = mask.reshape(mask.shape[0], -1).any(dim=1)
+    return int(rows.nonzero()[0])
 
 
 @dataclass
 class TextDataset:
-    """``texts[i]`` has class ``labels[i]`` in [0, C). ``class_names`` name the classes."""
+    """``texts[i]`` (and ``text_pair[i]`` for pairs) with target ``labels[i]``.
+
+    ``target_type`` is ``"classification"`` (``labels`` int64 (N,) in [0, C), ``class_names``
+    name the classes) or ``"regression"`` (``labels`` float (N,) or (N, k); ``class_names`` may
+    name the k outputs). ``None`` infers it from the dtype of ``labels`` (float: regression).
+    """
 
     texts: list[str]
     labels: Tensor
     class_names: list[str] = field(default_factory=list)
     name: str = "data"
+    target_type: TargetType | None = None
+    text_pair: list[str] | None = None
 
     def __post_init__(self) -> None:
-        self.texts = list(self.texts)
-        if not isinstance(self.labels, Tensor):
-            self.labels = torch.as_tensor(self.labels)
-        self.labels = self.labels.long().flatten()
+        self.texts = _check_strings(self.texts, "texts", self.name)
+        if self.text_pair is not None:
+            self.text_pair = _check_strings(self.text_pair, "text_pair", self.name)
+            if len(self.text_pair) != len(self.texts):
+                raise ValueError(
+                    f"{self.name}: {len(self.texts)} texts but {len(self.text_pair)} text_pair entries; "
+                    "give one second text per first text"
+                )
+        labels = self.labels if isinstance(self.labels, Tensor) else torch.as_tensor(self.labels)
+        if self.target_type is None:
+            self.target_type = "regression" if labels.is_floating_point() else "classification"
+        if self.target_type not in TARGET_TYPES:
+            raise ValueError(
+                f"{self.name}: target_type must be 'classification' or 'regression', got {self.target_type!r}"
+            )
+        if labels.is_complex():
+            raise TypeError(f"{self.name}: labels must be real numbers, got dtype {labels.dtype}")
+        if self.target_type == "regression":
+            self.labels = self._regression_targets(labels)
+        else:
+            self.labels = self._class_labels(labels)
         if len(self.texts) != len(self.labels):
             raise ValueError(f"{self.name}: {len(self.texts)} texts but {len(self.labels)} labels")
-        bad = [i for i, t in enumerate(self.texts) if not isinstance(t, str)]
-        if bad:
-            raise TypeError(f"{self.name}: texts must be strings; rows {bad[:10]} are not")
-        if len(self.labels) and self.labels.min() < 0:
-            raise ValueError(f"{self.name}: labels must be >= 0, got {int(self.labels.min())}")
+
+    def _regression_targets(self, labels: Tensor) -> Tensor:
+        dtype = torch.float64 if labels.dtype == torch.float64 else torch.float32
+        labels = labels.detach().to(dtype)
+        if labels.dim() == 0 or labels.dim() > 2:
+            raise ValueError(
+                f"{self.name}: regression targets must have shape (N,) or (N, k), got {tuple(labels.shape)}"
+            )
+        if labels.numel() and not torch.isfinite(labels).all():
+            row = _first_bad_row(~torch.isfinite(labels))
+            raise ValueError(
+                f"{self.name}: row {row}: target {labels[row].tolist()} is not finite (NaN or inf); "
+                "drop or fix that example"
+            )
+        return labels
+
+    def _class_labels(self, labels: Tensor) -> Tensor:
+        labels = labels.detach().flatten()
+        if labels.is_floating_point():
+            bad = ~torch.isfinite(labels) | (labels != labels.round())
+            if bad.any():
+                row = int(bad.nonzero()[0])
+                raise ValueError(
+                    f"{self.name}: row {row}: label {labels[row].item()} is not a class index; "
+                    "for real-valued targets use target_type='regression'"
+                )
+        labels = labels.long()
+        if len(labels) and labels.min() < 0:
+            raise ValueError(f"{self.name}: labels must be >= 0, got {int(labels.min())}")
         if not self.class_names:
-            n = int(self.labels.max()) + 1 if len(self.labels) else 0
+            n = int(labels.max()) + 1 if len(labels) else 0
             self.class_names = [str(c) for c in range(n)]
+        return labels
 
     def __len__(self) -> int:
         return len(self.texts)
 
     @property
+    def targets(self) -> Tensor:
+        """The labels under their regression name (the same tensor)."""
+        return self.labels
+
+    @property
+    def is_regression(self) -> bool:
+        return self.target_type == "regression"
+
+    @property
+    def is_paired(self) -> bool:
+        return self.text_pair is not None
+
+    @property
     def num_classes(self) -> int:
+        if self.is_regression:
+            raise ValueError(
+                f"{self.name}: a regression dataset has no classes; use num_outputs (the number of "
+                "target columns) instead"
+            )
+        return len(self.class_names)
+
+    @property
+    def num_outputs(self) -> int:
+        """The width of a head for this data: C classes, or the k target columns."""
+        if self.is_regression:
+            return 1 if self.labels.dim() == 1 else int(self.labels.shape[1])
         return len(self.class_names)
 
     def subset(self, indices: Sequence[int] | Tensor, name: str | None = None) -> TextDataset:
         idx = torch.as_tensor(indices, dtype=torch.long)
+        rows = idx.tolist()
         return TextDataset(
-            texts=[self.texts[i] for i in idx.tolist()],
+            texts=[self.texts[i] for i in rows],
             labels=self.labels[idx],
             class_names=list(self.class_names),
             name=name or self.name,
+            target_type=self.target_type,
+            text_pair=None if self.text_pair is None else [self.text_pair[i] for i in rows],
         )
 
     def batches(
         self, batch_size: int, *, shuffle: bool = False, generator: torch.Generator | None = None
-    ) -> Iterator[tuple[list[str], Tensor]]:
-        """Yield ``(texts, labels)`` mini-batches; shuffled with ``generator`` when asked."""
+    ) -> Iterator[TextBatch]:
+        """Yield :class:`TextBatch` es (texts, labels and, for pairs, text_pair); shuffled with
+        ``generator`` when asked. Single-text batches unpack as ``texts, labels``."""
         order = torch.randperm(len(self), generator=generator) if shuffle else torch.arange(len(self))
         for start in range(0, len(self), batch_size):
             idx = order[start : start + batch_size].tolist()
-            yield [self.texts[i] for i in idx], self.labels[idx]
+            yield TextBatch(
+                texts=[self.texts[i] for i in idx],
+                labels=self.labels[idx],
+                text_pair=None if self.text_pair is None else [self.text_pair[i] for i in idx],
+            )

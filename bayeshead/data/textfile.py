@@ -1,4 +1,5 @@
-"""Bring-your-own data: a CSV/TSV or JSON Lines file with a text column and a label column.
+"""Bring-your-own data: a CSV/TSV or JSON Lines file with a text column (optionally a second
+text column for pairs) and a label column (class labels) or numeric target column(s) (regression).
 
 Every problem is reported with the file, the row (1-based; for CSV the header is row 1) and
 what was wrong: a missing file, an empty file, bytes that are not UTF-8, a missing column,
@@ -7,6 +8,7 @@ training file with a single class.
 
 Labels may be strings or integers. The classes of a training file are its distinct labels,
 sorted (integers numerically); validation and test files are read with the training classes.
+Regression targets must be numbers (JSON numbers or numeric strings), finite, in every row.
 """
 
 from __future__ import annotations
@@ -14,13 +16,14 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from bayeshead.data.dataset import TextDataset
+from bayeshead.data.dataset import TARGET_TYPES, TargetType, TextDataset
 from bayeshead.errors import UserInputError
 
 __all__ = ["DataFileError", "read_text_file", "parse_jsonl", "read_records", "load_text_file", "load_text_column"]
@@ -92,47 +95,129 @@ def _label_key(label: Any) -> tuple[int, Any]:
     return (0, label) if isinstance(label, int) else (1, str(label))
 
 
-def load_text_file(
-    path: str | Path,
-    text_field: str = "text",
-    label_field: str = "label",
-    class_names: Sequence[str] | None = None,
-) -> TextDataset:
-    """Read ``path`` into a :class:`TextDataset`.
-
-    ``class_names`` fixes the classes (pass the training set's for validation and test files);
-    without it the classes are this file's distinct labels, and there must be at least two.
-    """
-    path = Path(path)
-    records = read_records(path)
+def _first_record_has(path: Path, records: list[tuple[int, dict[str, Any]]], fields: Sequence[str]) -> None:
     first_row, first = records[0]
-    missing = [f for f in (text_field, label_field) if f not in first]
+    missing = [f for f in fields if f not in first]
     if missing:
         raise DataFileError(
             f"{path}: row {first_row}: no column {missing[0]!r}; the columns are {sorted(first)}. "
-            "Name the right ones with --text-field and --label-field"
+            "Name the right ones with --text-field, --text-pair-field and --label-field"
         )
-    texts: list[str] = []
-    raw_labels: list[Any] = []
-    for row, record in records:
-        for field in (text_field, label_field):
-            if field not in record or record[field] is None:
-                raise DataFileError(f"{path}: row {row}: missing value for {field!r}")
-        text, label = record[text_field], record[label_field]
-        if not isinstance(text, str):
-            raise DataFileError(f"{path}: row {row}: {text_field!r} is {type(text).__name__} {text!r}, not text")
-        if isinstance(label, bool):  # JSON true/false
-            label = "true" if label else "false"
-        elif not isinstance(label, (str, int)):
-            raise DataFileError(
-                f"{path}: row {row}: label {label!r} is {type(label).__name__}; expected a string or an integer"
-            )
-        if isinstance(label, str):
-            label = label.strip()
-            if not label:
-                raise DataFileError(f"{path}: row {row}: empty label in {label_field!r}")
-        texts.append(text)
-        raw_labels.append(label)
+
+
+def _text(path: Path, row: int, record: dict[str, Any], field: str) -> str:
+    if field not in record or record[field] is None:
+        raise DataFileError(f"{path}: row {row}: missing value for {field!r}")
+    text = record[field]
+    if not isinstance(text, str):
+        raise DataFileError(f"{path}: row {row}: {field!r} is {type(text).__name__} {text!r}, not text")
+    return text
+
+
+def _number(path: Path, row: int, field: str, value: Any) -> float:
+    """A finite real target from a JSON number or a numeric string; anything else names file and row."""
+    if value is None:
+        raise DataFileError(f"{path}: row {row}: missing value for {field!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise DataFileError(
+            f"{path}: row {row}: target {value!r} in {field!r} is {type(value).__name__}; expected a number"
+        )
+    try:
+        number = float(value.strip()) if isinstance(value, str) else float(value)
+    except ValueError:
+        raise DataFileError(
+            f"{path}: row {row}: target {value!r} in {field!r} is not a number; regression targets must be "
+            "numeric (use --target-type classification for class labels)"
+        ) from None
+    if not math.isfinite(number):
+        raise DataFileError(
+            f"{path}: row {row}: target {value!r} in {field!r} is not finite (NaN or inf); drop or fix that row"
+        )
+    return number
+
+
+def _regression_row(path: Path, row: int, record: dict[str, Any], fields: Sequence[str]) -> list[float]:
+    """The target(s) of one record: one number per field, or a JSON list in a single field."""
+    if len(fields) == 1 and isinstance(record.get(fields[0]), list):
+        values = record[fields[0]]
+        if not values:
+            raise DataFileError(f"{path}: row {row}: {fields[0]!r} is an empty list; expected numbers")
+        return [_number(path, row, fields[0], v) for v in values]
+    return [_number(path, row, field, record.get(field)) for field in fields]
+
+
+def _class_label(path: Path, row: int, record: dict[str, Any], field: str) -> Any:
+    if field not in record or record[field] is None:
+        raise DataFileError(f"{path}: row {row}: missing value for {field!r}")
+    label = record[field]
+    if isinstance(label, bool):  # JSON true/false
+        label = "true" if label else "false"
+    elif not isinstance(label, (str, int)):
+        raise DataFileError(
+            f"{path}: row {row}: label {label!r} is {type(label).__name__}; expected a string or an integer "
+            "(for real-valued targets pass target_type='regression', --target-type regression)"
+        )
+    if isinstance(label, str):
+        label = label.strip()
+        if not label:
+            raise DataFileError(f"{path}: row {row}: empty label in {field!r}")
+    return label
+
+
+def load_text_file(
+    path: str | Path,
+    text_field: str = "text",
+    label_field: str | Sequence[str] = "label",
+    class_names: Sequence[str] | None = None,
+    *,
+    target_type: TargetType = "classification",
+    text_pair_field: str | None = None,
+) -> TextDataset:
+    """Read ``path`` into a :class:`TextDataset`.
+
+    ``target_type="classification"`` (the default): ``class_names`` fixes the classes (pass the
+    training set's for validation and test files); without it the classes are this file's
+    distinct labels, and there must be at least two.
+
+    ``target_type="regression"``: each row's target is a number (a JSON number or a numeric
+    string); ``label_field`` may name several columns (k outputs, targets (N, k)), or one JSON
+    field may hold a list of k numbers. A non-numeric, empty, NaN or infinite target is a
+    :class:`DataFileError` naming the file and row. ``class_names`` then names the outputs.
+
+    ``text_pair_field`` names a second text column: the dataset holds pairs (``text_pair``).
+    """
+    path = Path(path)
+    if target_type not in TARGET_TYPES:
+        raise ValueError(f"target_type must be 'classification' or 'regression', got {target_type!r}")
+    label_fields = [label_field] if isinstance(label_field, str) else list(label_field)
+    if not label_fields:
+        raise ValueError("label_field names no column; give at least one")
+    if target_type == "classification" and len(label_fields) != 1:
+        raise ValueError(
+            f"classification reads one label column, got {label_fields}; several columns are regression "
+            "targets (target_type='regression')"
+        )
+    records = read_records(path)
+    text_fields = [text_field] + ([text_pair_field] if text_pair_field else [])
+    _first_record_has(path, records, text_fields + label_fields)
+    texts = [_text(path, row, record, text_field) for row, record in records]
+    pairs = [_text(path, row, record, text_pair_field) for row, record in records] if text_pair_field else None
+    if target_type == "regression":
+        rows = [_regression_row(path, row, record, label_fields) for row, record in records]
+        for (row, _), values in zip(records, rows, strict=True):
+            if len(values) != len(rows[0]):
+                raise DataFileError(
+                    f"{path}: row {row}: {len(values)} targets but row {records[0][0]} has {len(rows[0])}; "
+                    "every row needs the same number of targets"
+                )
+        targets = torch.tensor(rows, dtype=torch.float32)
+        if targets.shape[1] == 1 and len(label_fields) == 1 and not isinstance(records[0][1][label_fields[0]], list):
+            targets = targets.squeeze(1)
+        names = [str(c) for c in class_names] if class_names is not None else (
+            label_fields if len(label_fields) == targets.shape[-1] and targets.dim() == 2 else []
+        )
+        return TextDataset(texts, targets, names, name=path.name, target_type="regression", text_pair=pairs)
+    raw_labels = [_class_label(path, row, record, label_fields[0]) for row, record in records]
     if class_names is None:
         classes = sorted(set(raw_labels), key=_label_key)
         if len(classes) < 2:
@@ -148,7 +233,9 @@ def load_text_file(
         if str(label) not in index:
             raise DataFileError(f"{path}: row {row}: label {label!r} is not one of the training classes {names}")
         labels.append(index[str(label)])
-    return TextDataset(texts, torch.tensor(labels), names, name=path.name)
+    return TextDataset(
+        texts, torch.tensor(labels), names, name=path.name, target_type="classification", text_pair=pairs
+    )
 
 
 def load_text_column(path: str | Path, text_field: str = "text") -> list[str]:
