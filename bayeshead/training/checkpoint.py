@@ -73,7 +73,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-from bayeshead.errors import UserInputError
+from bayeshead.errors import BayesheadError, UserInputError
 
 __all__ = [
     "FORMAT_VERSION",
@@ -232,7 +232,7 @@ class _Encoder:
         return name
 
 
-class _Malformed(Exception):
+class _Malformed(BayesheadError):
     """Raised while decoding ``state.json``; turned into a :class:`CheckpointError`."""
 
 

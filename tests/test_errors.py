@@ -1,0 +1,39 @@
+"""Every exception type bayeshead defines derives from one root, BayesheadError."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import pkgutil
+
+import bayeshead
+from bayeshead.errors import BayesheadError, UsageError, UserInputError
+
+
+def _modules():
+    import bayeshead.adapters
+    import bayeshead.manifolds
+
+    for package in (bayeshead, bayeshead.adapters, bayeshead.manifolds):
+        yield package
+        for info in pkgutil.walk_packages(package.__path__, f"{package.__name__}."):
+            if not info.name.endswith("__main__"):
+                yield importlib.import_module(info.name)
+
+
+def test_every_package_exception_has_the_one_root():
+    found = {}
+    for module in _modules():
+        for name, obj in vars(module).items():
+            if inspect.isclass(obj) and issubclass(obj, BaseException) and obj.__module__ == module.__name__:
+                found[f"{module.__name__}.{name}"] = obj
+    assert len(found) >= 10, sorted(found)
+    strays = sorted(name for name, cls in found.items() if not issubclass(cls, BayesheadError))
+    assert not strays, f"exception types outside BayesheadError: {strays}"
+
+
+def test_usage_errors_are_user_input_errors_and_value_errors():
+    assert issubclass(UsageError, UserInputError) and issubclass(UserInputError, ValueError)
+    from bayeshead.cli.main import UsageError as from_cli
+
+    assert from_cli is UsageError  # kept importable where it used to live
