@@ -30,8 +30,10 @@ from pydantic import Field, field_validator
 from bayeshead._builtins import BUILTINS
 from bayeshead.config import ComponentConfig
 from bayeshead.data import TextDataset
+from bayeshead.data.choices import OptionDataset
 from bayeshead.errors import UserInputError
 from bayeshead.registry import TASKS
+from bayeshead.tasks.options import option_dataset
 from bayeshead.tasks.prompts import PROMPT_FAMILY, format_prompt
 from bayeshead.tasks.readers import BOOLQ_CHOICES
 from bayeshead.tasks.records import QARecord, letters
@@ -63,6 +65,12 @@ class QATaskConfig(ComponentConfig):
         "auto",
         description="Start the head from the LM-head rows of the answer tokens ('auto': when the "
         "backbone is a causal LM), or randomly.",
+    )
+    formulation: Literal["letter", "options"] = Field(
+        "letter",
+        description="'letter': one prompt listing the options, a C-way head over the answer letters (BLoB's "
+        "protocol); 'options': each option its own sequence, scored by a per-option head "
+        "(QATask.option_dataset).",
     )
 
     @field_validator("kind")
@@ -107,6 +115,16 @@ class QATask:
     ) -> tuple[list[QARecord] | None, list[QARecord]]:
         """``(train records or None, eval records)`` from ``data_dir`` (else the config's)."""
         return load_task(self.name, data_dir if data_dir is not None else self.config.data_dir)
+
+    @property
+    def formulation(self) -> str:
+        """``"letter"`` (:meth:`dataset`) or ``"options"`` (:meth:`option_dataset`)."""
+        return self.config.formulation
+
+    def option_dataset(self, records: list[QARecord], name: str) -> OptionDataset:
+        """The per-option formulation of ``records``: one text per option, grouped by question,
+        any number of options per question (:func:`bayeshead.tasks.options.option_dataset`)."""
+        return option_dataset(self.name, records, name)
 
     def fits(self, record: QARecord) -> bool:
         """Whether the head's C classes cover the record's options."""
