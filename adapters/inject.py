@@ -22,6 +22,7 @@ from torch import nn
 from bayeshead.adapters._lowrank import is_linear_like
 from bayeshead.adapters.base import Adapter
 from bayeshead.adapters.config import AdapterConfig
+from bayeshead.errors import UserInputError
 from bayeshead.registry import ADAPTERS
 
 __all__ = [
@@ -170,7 +171,7 @@ def _select(model: nn.Module, config: AdapterConfig) -> list[str]:
             try:
                 re.compile(targets)
             except re.error as err:
-                raise ValueError(
+                raise UserInputError(
                     f"target_modules {targets!r} is not a valid regular expression ({err}); pass a "
                     'list of name suffixes, a regex matched in full, or "all-linear"'
                 ) from None
@@ -187,7 +188,7 @@ def _select(model: nn.Module, config: AdapterConfig) -> list[str]:
     )
     if layers is not None:
         hint += f" Only blocks {sorted(layers)} were searched (layers_to_transform/top_layers)."
-    raise ValueError(
+    raise UserInputError(
         f"target_modules={targets!r} matched no linear layer of {type(model).__name__}.{hint} "
         f"Linear layers that can be adapted: {_short_list(candidates) or '(none)'}. "
         'Pass name suffixes such as ["q_proj", "v_proj"], a regex, or "all-linear".'
@@ -216,7 +217,7 @@ def inject_adapters(model: nn.Module, config: AdapterConfig) -> list[str]:
         try:
             built[name] = adapter_cls(layer, config)
         except ValueError as err:
-            raise ValueError(f"cannot adapt {name!r}: {err}") from None
+            raise UserInputError(f"cannot adapt {name!r}: {err}") from None
     for name, adapter in built.items():  # replace only once every layer was accepted
         parent_name, _, child = name.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model

@@ -53,6 +53,7 @@ DEFAULT_BACKBONE = "sentence-transformers/all-MiniLM-L6-v2"
 DEFAULT_HEAD = "deterministic"
 DEFAULT_OPTIMIZER = "adamw"
 DEFAULT_METHOD = "single"
+MAX_LENGTH_LIMIT = 1_048_576  # tokens; no released model reads more positions
 
 
 class ConfigError(UserInputError):
@@ -116,7 +117,11 @@ class BackboneConfig(StrictModel):
     pooling: Literal["cls", "mean", "last_token"] = Field(
         "mean", description="Mask-aware pooling of the last hidden state into one vector."
     )
-    max_length: PositiveInt = Field(128, description="Tokenizer truncation length.")
+    max_length: PositiveInt = Field(
+        128,
+        le=MAX_LENGTH_LIMIT,
+        description="Tokenizer truncation length (at most the model's positions; `validate --deep` checks it).",
+    )
     pair_template: str = Field(
         "{a}\n{b}",
         description="How a causal LM sees a text pair (a, b): one prompt from this template with "
@@ -138,6 +143,19 @@ class BackboneConfig(StrictModel):
         None,
         description="Where the backbone (and the head) run: None keeps the model where it loads (CPU; "
         "CUDA if load_in_8bit), 'cpu', 'cuda', 'cuda:0', ..., or 'auto' (CUDA when available, else CPU).",
+    )
+
+    cache_prefix: bool = Field(
+        False,
+        description="Cached frozen layers: compute once per example the hidden states entering the first "
+        "adapted block (adapter.top_layers=k; k = 0 without an adapter caches the features), store them on disk "
+        "(memory-mapped, keyed by model, data and prompt) and run only the top k blocks in training, validation, "
+        "prediction and every pass of a sampling method. Decoders (Llama, Qwen2, Gemma-3, ...) only.",
+    )
+    cache_dir: str | None = Field(
+        None,
+        description="Folder of the cache_prefix disk caches (None: $BAYESHEAD_CACHE/prefix, else "
+        "~/.cache/bayeshead/prefix).",
     )
 
     @field_validator("pair_template")
@@ -182,7 +200,7 @@ class TrainingConfig(StrictModel):
     epochs: PositiveInt = 1
     batch_size: PositiveInt = Field(16, description="Global mini-batch size (split across DDP ranks).")
     max_steps: PositiveInt | None = Field(None, description="Stop after this many mini-batches.")
-    seed: int = 0
+    seed: int = Field(0, ge=0, lt=2**64, description="Seeds every random source; 0 <= seed < 2**64.")
     mode: Literal["alternating", "joint"] = Field(
         "alternating",
         description="alternating: per mini-batch a head block on detached features, then an adapter "
@@ -215,6 +233,11 @@ class TrainingConfig(StrictModel):
     laplace_prior_precision: PositiveFloat | None = Field(
         None, description="Prior precision of the Laplace refinement (None: 1 / the head's prior variance)."
     )
+    standardize_targets: bool = Field(
+        True,
+        description="Regression: train on targets standardised with the training split's mean and std, and "
+        "map predictions (mean and variance) back to the original units; the scaler is saved with the model.",
+    )
     checkpoint_every: PositiveInt | None = Field(
         None, description="Write a checkpoint every this many steps (needs a checkpoint directory)."
     )
@@ -233,6 +256,13 @@ class EvaluationConfig(StrictModel):
         None, description="Monte-Carlo samples for heads that support them (None: the head's default)."
     )
     ece_bins: PositiveInt = 15
+    merge_adapters: bool = Field(
+        False,
+        description="Fold the LoRA/PoLAR deltas into the base weights (W + ΔW) for the duration of each "
+        "BayesianModel.predict, so a prediction costs what the base model costs (PEFT's merge_and_unload-like "
+        "deployment, undone exactly afterwards). Equal to the unmerged prediction to float tolerance. "
+        "Not for sampling methods (BLoB, TFB, MC-dropout passes), which need the factors and never merge.",
+    )
 
 
 class ExperimentConfig(StrictModel):
@@ -280,6 +310,15 @@ class ExperimentConfig(StrictModel):
     @classmethod
     def _task(cls, value: Any) -> Any:
         return resolve_component(REGISTRIES["tasks"], value)
+
+    @model_validator(mode="after")
+    def _sane_values(self) -> ExperimentConfig:
+        """Refuse values every section's own types let through: a non-finite number anywhere,
+        Adam ``betas`` outside [0, 1), an adapter with an empty ``target_modules`` list."""
+        from bayeshead.config_checks import check_values
+
+        check_values(self)
+        return self
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -337,8 +376,12 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"config file {str(path)!r} does not exist")
     text = path.read_text(encoding="utf-8")
+    from bayeshead.config_checks import DuplicateKeyError, load_json_unique, load_yaml_unique
+
     try:
-        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        data = load_json_unique(text) if path.suffix == ".json" else load_yaml_unique(text)
+    except DuplicateKeyError as err:
+        raise ConfigError(f"config file {str(path)!r}: {err}") from None
     except (json.JSONDecodeError, yaml.YAMLError) as err:
         raise ConfigError(f"config file {str(path)!r} is not valid {path.suffix[1:] or 'YAML'}: {err}") from None
     if data is None:

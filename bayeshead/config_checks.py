@@ -9,13 +9,15 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from bayeshead.errors import UserInputError
+
 if TYPE_CHECKING:
     from bayeshead.config import ExperimentConfig
 
 __all__ = ["check_values", "DuplicateKeyError", "load_yaml_unique", "load_json_unique"]
 
 
-class DuplicateKeyError(ValueError):
+class DuplicateKeyError(UserInputError):
     """A mapping in a config file names the same key twice."""
 
 

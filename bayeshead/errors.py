@@ -7,13 +7,15 @@
   serialization and checkpoint errors are all user-input errors.
 * :class:`UsageError` -- a command-line invocation that does not fit (two suites, a missing
   option); also printed on one line, exit 2.
+* :class:`NotFittedError` -- a head or model used before a fit it needs (predicting with a
+  Laplace or temperature head before its post-hoc fit); the message says what to call.
 
 Importing this module imports nothing heavy.
 """
 
 from __future__ import annotations
 
-__all__ = ["BayesheadError", "UserInputError", "UsageError"]
+__all__ = ["BayesheadError", "UserInputError", "UsageError", "NotFittedError"]
 
 
 class BayesheadError(Exception):
@@ -26,3 +28,7 @@ class UserInputError(BayesheadError, ValueError):
 
 class UsageError(UserInputError):
     """A command-line invocation that does not fit (conflicting or missing options)."""
+
+
+class NotFittedError(UserInputError):
+    """A head or model was used before a fit it needs; the message names what to call first."""

@@ -3,15 +3,17 @@
     model = BayesianModel.from_config(load_config("exp.yaml"), num_outputs=3)
     model.fit(train, val)
     predictive = model.predict(["a text", "another"])
+    predictive = model.predict(["a man rides a horse"], text_pair=["a person on a horse"])  # pairs
     model.save_pretrained("out/")
     again = BayesianModel.from_pretrained("out/")
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
@@ -20,7 +22,10 @@ from bayeshead.backbones.base import Backbone
 from bayeshead.config import ExperimentConfig
 from bayeshead.heads.base import UncertaintyHead
 from bayeshead.registry import HEADS
-from bayeshead.types import Predictive
+from bayeshead.types import GaussianPredictive, Predictive
+
+if TYPE_CHECKING:
+    from bayeshead.data.scaling import TargetScaler
 
 __all__ = ["BayesianModel"]
 
@@ -53,6 +58,8 @@ class BayesianModel(nn.Module):
         self.head = head
         self.config = config or ExperimentConfig(head=head.config)
         self.adapted_modules = list(adapted_modules)
+        #: regression: the training targets' standardisation (set by the trainer, saved with the model)
+        self.target_scaler: TargetScaler | None = None
 
     # -- construction -------------------------------------------------------------------------
     @classmethod
@@ -107,23 +114,47 @@ class BayesianModel(nn.Module):
         init_head_from_rows(self.head, weight, bias)
 
     # -- features and prediction --------------------------------------------------------------
-    def as_batch(self, batch: Mapping[str, Tensor] | Sequence[str]) -> Mapping[str, Tensor]:
-        """A tokenized batch (a list of texts is tokenized once, so several passes can share it)."""
+    def as_batch(
+        self, batch: Mapping[str, Tensor] | Sequence[str], text_pair: Sequence[str] | None = None
+    ) -> Mapping[str, Tensor]:
+        """A tokenized batch (a list of texts is tokenized once, so several passes can share it).
+        With ``text_pair`` each ``(batch[i], text_pair[i])`` is one input, tokenized as a pair
+        (:meth:`~bayeshead.backbones.base.Backbone.tokenize`)."""
         if isinstance(batch, Mapping):
+            if text_pair is not None:
+                raise TypeError(
+                    "text_pair goes with a list of first texts, not with an already tokenized batch; "
+                    "tokenize the pairs with backbone.tokenize(texts, text_pair) or pass the texts"
+                )
             return batch
         if isinstance(batch, str):
             raise TypeError(f"expected a list of texts or a tokenized batch, got the string {batch[:40]!r}; wrap it in a list")
         texts = list(batch)
         if not texts:
             raise ValueError("expected at least one text, got an empty list")
-        return self.backbone.tokenize(texts)
+        if text_pair is None:
+            return self.backbone.tokenize(texts)
+        if isinstance(text_pair, str):
+            raise TypeError(f"text_pair must be a list of texts, got the string {text_pair[:40]!r}; wrap it in a list")
+        return self.backbone.tokenize(texts, list(text_pair))
 
-    def features(self, batch: Mapping[str, Tensor] | Sequence[str]) -> Tensor:
-        """Backbone features (B, d) for a tokenized batch or a list of texts."""
-        return self.backbone.features(self.as_batch(batch))
+    def features(
+        self, batch: Mapping[str, Tensor] | Sequence[str], text_pair: Sequence[str] | None = None
+    ) -> Tensor:
+        """Backbone features (B, d) for a tokenized batch, a list of texts, or (with
+        ``text_pair``) a list of text pairs."""
+        return self.backbone.features(self.as_batch(batch, text_pair))
 
-    def forward(self, batch: Mapping[str, Tensor] | Sequence[str]) -> Tensor:
-        return self.features(batch)
+    def forward(self, batch: Mapping[str, Tensor] | Sequence[str], text_pair: Sequence[str] | None = None) -> Tensor:
+        return self.features(batch, text_pair)
+
+    def to_target_units(self, predictive: Predictive) -> Predictive:
+        """Map a regression predictive from the standardised training scale back to the targets'
+        units, N(m + s·μ, s²·v) (:meth:`~bayeshead.data.scaling.TargetScaler.inverse_predictive`);
+        anything else (no scaler, a classification predictive) is returned as it is."""
+        if self.target_scaler is None or not isinstance(predictive, GaussianPredictive):
+            return predictive
+        return self.target_scaler.inverse_predictive(predictive)
 
     @property
     def has_trainable_backbone(self) -> bool:
@@ -134,20 +165,41 @@ class BayesianModel(nn.Module):
         self,
         batch: Mapping[str, Tensor] | Sequence[str],
         *,
+        text_pair: Sequence[str] | None = None,
         n_samples: int | None = None,
         generator: torch.Generator | None = None,
     ) -> Predictive:
-        """The head's predictive for a tokenized batch or a list of texts: one backbone pass in
-        eval mode, then :meth:`~bayeshead.heads.base.UncertaintyHead.predict` on the features.
-        Whole-model methods (several passes, adapter posteriors) are :mod:`bayeshead.methods`."""
+        """The head's predictive for a tokenized batch, a list of texts or (``text_pair``) of text
+        pairs: one backbone pass in eval mode, then
+        :meth:`~bayeshead.heads.base.UncertaintyHead.predict` on the features; a regression
+        predictive is returned in the targets' units (:meth:`to_target_units`).
+        Whole-model methods (several passes, adapter posteriors) are :mod:`bayeshead.methods`.
+
+        With ``evaluation.merge_adapters`` the adapters are folded into the base weights for the
+        pass (:func:`~bayeshead.adapters.merged.merged_adapters`) and restored bit for bit after
+        it. Sampling methods (BLoB, TFB, MC dropout) call the backbone and head themselves and
+        never come through here, so they never merge."""
         was_training = self.training
         self.eval()
         if n_samples is None:
             n_samples = self.config.evaluation.n_samples
         try:
-            return self.head.predict(self.features(batch), n_samples=n_samples, generator=generator)
+            with self._merged_for_prediction():
+                features = self.features(batch, text_pair)
+            return self.to_target_units(self.head.predict(features, n_samples=n_samples, generator=generator))
         finally:
             self.train(was_training)
+
+    def _merged_for_prediction(self) -> contextlib.AbstractContextManager[Any]:
+        """``merged_adapters(backbone)`` when ``evaluation.merge_adapters`` is set and the backbone
+        holds adapters; a no-op context otherwise."""
+        if not self.config.evaluation.merge_adapters:
+            return contextlib.nullcontext()
+        from bayeshead.adapters import adapter_modules, merged_adapters
+
+        if not adapter_modules(self.backbone):
+            return contextlib.nullcontext()
+        return merged_adapters(self.backbone)
 
     def fit(
         self,
@@ -159,7 +211,9 @@ class BayesianModel(nn.Module):
     ) -> list[dict[str, float]]:
         """Train on a :class:`~bayeshead.data.TextDataset` with the config's optimizer and
         training options (alternating or joint, see :class:`~bayeshead.training.Trainer`), then
-        run the head's post-hoc fit; returns one log row per mini-batch."""
+        run the head's post-hoc fit; returns one log row per mini-batch. ``training.seed`` seeds
+        Python's ``random``, NumPy and torch as training starts; the initial weights are drawn
+        by :meth:`from_config`, so seed before it (:func:`bayeshead.seeding.seed_everything`)."""
         from bayeshead.training import Trainer
 
         return Trainer(self, checkpoint_dir=checkpoint_dir, resume=resume).fit(train, val)
@@ -172,10 +226,14 @@ class BayesianModel(nn.Module):
         return save_model(self, directory)
 
     @classmethod
-    def from_pretrained(cls, directory: str | Path, backbone: Backbone | None = None) -> BayesianModel:
+    def from_pretrained(
+        cls, directory: str | Path, backbone: Backbone | None = None, trust_remote_code: bool = False
+    ) -> BayesianModel:
         """Rebuild a model written by :meth:`save_pretrained`; refuses unknown schema versions,
         missing files and tensors of the wrong shape. A folder written by a whole-model method
-        (``method.kind`` other than ``single``) loads with :func:`bayeshead.methods.load_method`."""
+        (``method.kind`` other than ``single``) loads with :func:`bayeshead.methods.load_method`.
+        ``trust_remote_code`` is never read from the folder: pass True only for a backbone whose
+        own Python code you trust to run."""
         from bayeshead.serialization import load_model
 
-        return load_model(directory, backbone=backbone)
+        return load_model(directory, backbone=backbone, trust_remote_code=trust_remote_code)

@@ -6,7 +6,8 @@ A predictive is the distribution a head assigns to the target of each example:
   ``log_probs`` (kept so that the NLL never takes the log of a clipped probability), and
   optionally per-sample probabilities ``samples`` (S, B, C) from which the epistemic part of
   the uncertainty, the mutual information, is computed;
-* :class:`GaussianPredictive` -- mean and variance (B, k) for regression.
+* :class:`GaussianPredictive` -- mean and variance (B, k) for regression, optionally with the
+  epistemic part of the variance (``epistemic_var``; moment-matched mixtures keep it).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -169,16 +171,54 @@ class CategoricalPredictive(Predictive):
 
 @dataclass
 class GaussianPredictive(Predictive):
-    """Independent Gaussians per output: ``mean`` and ``var`` of shape (B, k)."""
+    """Independent Gaussians per output: ``mean`` and ``var`` of shape (B, k).
+
+    ``epistemic_var`` (B, k), optional, is the part of ``var`` that comes from uncertainty about
+    the mean (the model), the rest ``var − epistemic_var`` being the noise (aleatoric) part. A
+    mixture of S Gaussians N(μ_s, v_s) (Monte-Carlo passes, ensemble members) is moment-matched
+    by :meth:`from_samples`:
+
+        μ = (1/S)·Σ_s μ_s,   v = (1/S)·Σ_s (v_s + μ_s²) − μ²  =  (1/S)·Σ_s v_s + Var_s[μ_s],
+
+    whose epistemic part is Var_s[μ_s] (the population variance of the means); a Bayesian last
+    layer gives it in closed form (φᵀSφ).
+    """
 
     mean: Tensor
     var: Tensor
+    epistemic_var: Tensor | None = None
 
     def __post_init__(self) -> None:
         if self.mean.shape != self.var.shape:
             raise ValueError(
                 f"mean and var must have one shape, got {tuple(self.mean.shape)} and {tuple(self.var.shape)}"
             )
+        if self.epistemic_var is not None and self.epistemic_var.shape != self.mean.shape:
+            raise ValueError(
+                f"epistemic_var must have the shape of mean {tuple(self.mean.shape)}, got "
+                f"{tuple(self.epistemic_var.shape)}"
+            )
+
+    @classmethod
+    def from_samples(cls, means: Tensor, variances: Tensor) -> GaussianPredictive:
+        """Moment-match the equal-weight mixture of S Gaussians given by ``means`` and
+        ``variances`` (S, B, k): mean (1/S)·Σμ_s, variance (1/S)·Σv_s + Var_s[μ_s] (the same as
+        (1/S)·Σ(v_s + μ_s²) − μ², without its cancellation), epistemic part Var_s[μ_s]."""
+        if means.dim() != 3 or means.shape != variances.shape or means.shape[0] == 0:
+            raise ValueError(
+                "expected per-sample means and variances of one shape (S >= 1, batch, outputs), got "
+                f"{tuple(means.shape)} and {tuple(variances.shape)}"
+            )
+        mean = means.mean(0)
+        epistemic = (means - mean).pow(2).mean(0)
+        return cls(mean=mean, var=variances.mean(0) + epistemic, epistemic_var=epistemic)
+
+    @property
+    def aleatoric_var(self) -> Tensor:
+        """``var − epistemic_var`` (all of ``var`` when there is no epistemic part)."""
+        if self.epistemic_var is None:
+            return self.var
+        return self.var - self.epistemic_var
 
     def nll(self, targets: Tensor) -> Tensor:
         """-log N(y | mean, var), summed over the k outputs."""
@@ -190,17 +230,31 @@ class GaussianPredictive(Predictive):
         return (0.5 * (1.0 + math.log(2 * math.pi) + self.var.log())).sum(-1)
 
     def mutual_information(self) -> Tensor:
-        return torch.zeros(self.mean.shape[0], dtype=self.mean.dtype, device=self.mean.device)
+        """Σ_j ½·log(v_j / (v_j − e_j)) with e = ``epistemic_var``: the mutual information
+        I(y; μ) of the linear-Gaussian model μ ~ N(m, e), y | μ ~ N(μ, v − e), i.e. of the
+        predictive with its mean uncertainty and its average noise; zero without an epistemic part."""
+        if self.epistemic_var is None:
+            return torch.zeros(self.mean.shape[0], dtype=self.mean.dtype, device=self.mean.device)
+        aleatoric = self.aleatoric_var.clamp_min(torch.finfo(self.var.dtype).tiny)
+        return (0.5 * (self.var.log() - aleatoric.log())).sum(-1)
+
+    def _map(self, fn: Any) -> GaussianPredictive:
+        epistemic = None if self.epistemic_var is None else fn(self.epistemic_var)
+        return GaussianPredictive(mean=fn(self.mean), var=fn(self.var), epistemic_var=epistemic)
 
     def to(self, device: torch.device | str) -> GaussianPredictive:
-        return GaussianPredictive(mean=self.mean.to(device), var=self.var.to(device))
+        return self._map(lambda t: t.to(device))
 
     @classmethod
     def cat(cls, parts: list[GaussianPredictive]) -> GaussianPredictive:
-        """Concatenate the predictives of consecutive batches along the batch axis."""
+        """Concatenate the predictives of consecutive batches along the batch axis; the epistemic
+        part is kept only when every part has one."""
         if not parts:
             raise ValueError("GaussianPredictive.cat needs at least one predictive")
-        return cls(mean=torch.cat([p.mean for p in parts]), var=torch.cat([p.var for p in parts]))
+        epistemic = None
+        if all(p.epistemic_var is not None for p in parts):
+            epistemic = torch.cat([p.epistemic_var for p in parts])  # type: ignore[misc]
+        return cls(mean=torch.cat([p.mean for p in parts]), var=torch.cat([p.var for p in parts]), epistemic_var=epistemic)
 
     def double(self) -> GaussianPredictive:
-        return GaussianPredictive(mean=self.mean.double(), var=self.var.double())
+        return self._map(lambda t: t.double())

@@ -5,7 +5,7 @@
 
 ``configuration.md`` documents every pydantic config model: the sections of
 :class:`bayeshead.config.ExperimentConfig`, the config of every built-in entry of every registry
-(adapters, heads, optimizers, tasks) and the benchmark suite files (``SuiteConfig``,
+(adapters, heads, methods, optimizers, tasks) and the benchmark suite files (``SuiteConfig``,
 ``MethodSpec``). ``cli.md`` documents every command of ``bayeshead`` from its argparse parser.
 The output does not depend on the terminal, the working directory or installed plugins.
 ``tests/test_docs_reference.py`` fails when the committed pages are stale.
@@ -30,6 +30,7 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
 from bayeshead.bench.suite import MethodSpec, SuiteConfig
+from bayeshead.bench.tune_config import MethodTuning, TuneConfig
 from bayeshead.cli.main import build_parser
 from bayeshead.config import (
     BackboneConfig,
@@ -184,6 +185,7 @@ def qualname(cls: type) -> str:
 _FAMILIES = {  # registry -> (section heading, experiment section)
     "adapters": ("Adapters", "adapter"),
     "heads": ("Heads", "head"),
+    "methods": ("Methods", "method"),
     "optimizers": ("Optimizers", "optimizer"),
     "tasks": ("Tasks", "task"),
 }
@@ -334,6 +336,13 @@ def render_configuration() -> str:
         "\n### MethodSpec\n\n",
         f"`{qualname(MethodSpec)}`: {escape(first_doc_line(MethodSpec))}\n\n",
         fields_table(MethodSpec, skip=()),
+        "\n### TuneConfig\n\n",
+        f"`{qualname(TuneConfig)}`: the `tune:` section, read by `bayeshead bench tune` "
+        "(see benchmarks.md, \"Tuning on validation data\").\n\n",
+        fields_table(TuneConfig, skip=()),
+        "\n### MethodTuning\n\n",
+        f"`{qualname(MethodTuning)}`: {escape(first_doc_line(MethodTuning))}\n\n",
+        fields_table(MethodTuning, skip=()),
     ]
     return tidy("".join(out))
 

@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from pydantic import Field, NonNegativeFloat, PositiveFloat
 
 from bayeshead.config import ComponentConfig
+from bayeshead.search_space import LogUniform, SearchSpace
 
 __all__ = ["ManifoldAdamConfig"]
 
 
 class ManifoldAdamConfig(ComponentConfig):
     """Adam hyper-parameters; Euclidean groups get decoupled (AdamW) weight decay."""
+
+    search_space: ClassVar[SearchSpace] = {
+        "optimizer.lr": LogUniform(low=1e-5, high=1e-2),
+        "optimizer.stiefel_lr": LogUniform(low=1e-4, high=1e-1),
+    }
 
     lr: PositiveFloat = Field(1e-3, description="Learning rate (all groups unless stiefel_lr is set).")
     betas: tuple[float, float] = (0.9, 0.999)

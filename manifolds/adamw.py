@@ -6,7 +6,7 @@ Stiefel-tagged parameters are refused: AdamW would walk them off the manifold. P
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 from pydantic import Field, NonNegativeFloat, PositiveFloat
@@ -14,12 +14,14 @@ from pydantic import Field, NonNegativeFloat, PositiveFloat
 from bayeshead.config import ComponentConfig
 from bayeshead.manifolds.geometry import ParamGroup
 from bayeshead.registry import OPTIMIZERS
+from bayeshead.search_space import LogUniform, SearchSpace
 
 __all__ = ["AdamWConfig", "build_adamw"]
 
 
 class AdamWConfig(ComponentConfig):
     kind: Literal["adamw"] = "adamw"
+    search_space: ClassVar[SearchSpace] = {"optimizer.lr": LogUniform(low=1e-5, high=1e-2)}
     lr: PositiveFloat = 1e-3
     weight_decay: NonNegativeFloat = 0.0
     betas: tuple[float, float] = (0.9, 0.999)

@@ -48,7 +48,9 @@ def test_quick_suite_has_the_twelve_methods_and_valid_configs():
 def test_suite_selection_and_files(tmp_path):
     with pytest.raises(ConfigError, match="unknown method"):
         QUICK.select(["lora+nothing"])
-    assert [m.name for m in QUICK.select(["polar+vbll", "lora+mle"]).methods] == ["lora+mle", "polar+vbll"]
+    # runs go in the order given to --methods, not the suite's
+    assert [m.name for m in QUICK.select(["polar+vbll", "lora+mle"]).methods] == ["polar+vbll", "lora+mle"]
+    assert [m.name for m in QUICK.select(["lora+mle", "polar+vbll"]).methods] == ["lora+mle", "polar+vbll"]
     with pytest.raises(ValueError, match="unique"):
         SuiteConfig(name="x", methods=[{"name": "a"}, {"name": "a"}])
     path = tmp_path / "s.yaml"

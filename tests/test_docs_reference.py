@@ -51,7 +51,7 @@ def test_reference_pages_cover_every_config_field_and_command():
             assert f"| `{section}.{name}` |" in configuration, f"{section}.{name}"
     for name in [*SuiteConfig.model_fields, *MethodSpec.model_fields]:
         assert f"| `{name}` |" in configuration, name
-    section = {"adapters": "adapter", "heads": "head", "optimizers": "optimizer", "tasks": "task"}
+    section = {"adapters": "adapter", "heads": "head", "methods": "method", "optimizers": "optimizer", "tasks": "task"}
     for family, builtins in BUILTINS.items():
         for name in builtins:
             assert f"| `{name}` |" in configuration, f"{family} {name}"

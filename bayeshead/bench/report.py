@@ -24,6 +24,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from bayeshead.bench.paths import inside, safe_name
+
 __all__ = [
     "COLUMNS",
     "load_runs",
@@ -114,13 +116,29 @@ def aggregate(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             "method": method,
             "seeds": sorted(r["seed"] for r in group),
         }
-        for key in [k for k, _, _ in COLUMNS] + _EXTRA_KEYS + _ood_set_keys(group):
+        for key in _aggregated_keys(group):
             values = [v for v in (_value(r, key) for r in group) if v is not None]
             if values:
                 row[f"{key}_mean"] = statistics.fmean(values)
                 row[f"{key}_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
         rows.append(row)
     return rows
+
+
+def _aggregated_keys(group: Sequence[dict[str, Any]]) -> list[str]:
+    """The table and extra keys of the group's kind (classification or regression), then its OOD-set keys."""
+    from bayeshead.bench.regression_report import REGRESSION_COLUMNS, REGRESSION_EXTRA_KEYS, is_regression_run
+
+    if any(is_regression_run(r) for r in group):
+        return [k for k, _, _ in REGRESSION_COLUMNS] + REGRESSION_EXTRA_KEYS + _EXTRA_KEYS + _ood_set_keys(group)
+    return [k for k, _, _ in COLUMNS] + _EXTRA_KEYS + _ood_set_keys(group)
+
+
+def _columns_for(rows: Sequence[dict[str, Any]]) -> list[tuple[str, str, int]]:
+    """:data:`COLUMNS`, or a regression suite's metrics (``REGRESSION_COLUMNS``) when its rows have RMSE."""
+    from bayeshead.bench.regression_report import REGRESSION_COLUMNS
+
+    return REGRESSION_COLUMNS if any("rmse_mean" in row for row in rows) else COLUMNS
 
 
 def _cell(row: dict[str, Any], key: str, decimals: int) -> str:
@@ -143,7 +161,7 @@ def _tasks(rows: Sequence[dict[str, Any]]) -> list[str | None]:
 
 
 def _single_table(rows: Sequence[dict[str, Any]]) -> str:
-    columns = [c for c in COLUMNS if any(f"{c[0]}_mean" in row for row in rows)]
+    columns = [c for c in _columns_for(rows) if any(f"{c[0]}_mean" in row for row in rows)]
     header = "| method | " + " | ".join(title for _, title, _ in columns) + " |"
     lines = [header, "|---|" + "---:|" * len(columns)]
     for row in rows:
@@ -163,10 +181,15 @@ def ood_sets_table(rows: Sequence[dict[str, Any]]) -> str | None:
                 sets.append(name)
     if not sets:
         return None
-    titles = [f"{name} {title}" for name in sets for _, title in OOD_SET_COLUMNS]
+    set_columns = OOD_SET_COLUMNS
+    if any("rmse_mean" in row for row in rows):
+        from bayeshead.bench.regression_report import REGRESSION_OOD_SET_COLUMNS
+
+        set_columns = REGRESSION_OOD_SET_COLUMNS
+    titles = [f"{name} {title}" for name in sets for _, title in set_columns]
     lines = ["| method | " + " | ".join(titles) + " |", "|---|" + "---:|" * len(titles)]
     for row in rows:
-        cells = [_cell(row, f"{name}/{key}", 3) for name in sets for key, _ in OOD_SET_COLUMNS]
+        cells = [_cell(row, f"{name}/{key}", 3) for name in sets for key, _ in set_columns]
         lines.append(f"| {row['method']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -176,14 +199,20 @@ def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
     Columns no row has are left out."""
     tasks = _tasks(rows)
     if tasks == [None]:
-        return _single_table(rows)
+        ood = ood_sets_table(rows)  # labelled OOD sets of a data set without tasks (STS-B forum pairs)
+        if ood is None:
+            return _single_table(rows)
+        score = "predictive variance" if any("rmse_mean" in row for row in rows) else "max-probability"
+        intro = f"Labelled OOD sets (AUROC: the set against the test set, {score} score):"
+        return "\n".join([_single_table(rows), "", intro, "", ood])
     parts = []
     for task in tasks:
         group = [row for row in rows if row.get("task") == task]
         parts += [f"### {task or 'other data'}", "", _single_table(group)]
         ood = ood_sets_table(group)
         if ood:
-            parts += ["", f"OOD sets scored by the {task} model (AUROC: the set against the {task} test set, max-probability score):", "", ood]
+            score = "predictive variance" if any("rmse_mean" in row for row in group) else "max-probability"
+            parts += ["", f"OOD sets scored by the {task} model (AUROC: the set against the {task} test set, {score} score):", "", ood]
         parts.append("")
     return "\n".join(parts).rstrip()
 
@@ -252,6 +281,8 @@ def paired_differences(
 
     if not runs or not all(has_per_example(run) for run in runs):
         return None
+    if any("confidence" not in run["per_example"]["test"] for run in runs):
+        return None  # regression runs: the paired bootstrap compares classification metrics
     methods: list[str] = []
     for run in runs:
         if run["method"] not in methods:
@@ -350,18 +381,21 @@ def write_report(
 
         for task in _tasks(rows):
             group_rows = [row for row in rows if row.get("task") == task]
-            folder = out_dir / "reliability" / task if task else out_dir / "reliability"
+            if any("rmse_mean" in row for row in group_rows):
+                written.update(_regression_figures(runs, group_rows, out_dir, task))
+                continue
+            folder = inside(out_dir, out_dir / "reliability" / safe_name(task) if task else out_dir / "reliability")
             folder.mkdir(parents=True, exist_ok=True)
             for row in group_rows:
                 group = [r for r in runs if r["method"] == row["method"] and r.get("task") == task]
                 seeds = ", ".join(map(str, row["seeds"]))
                 where = f" on {task}" if task else ""
-                path = folder / f"{slug(row['method'])}.png"
+                path = inside(out_dir, folder / f"{safe_name(row['method'])}.png")
                 reliability_diagram(
                     pooled_bins(group), path, title=f"{row['method']}{where} (seeds {seeds})"
                 )
                 written[f"reliability:{task + '/' if task else ''}{row['method']}"] = path
-            name = f"comparison-{task}.png" if task else "comparison.png"
+            name = f"comparison-{safe_name(task)}.png" if task else "comparison.png"
             key = f"comparison:{task}" if task else "comparison"
             metrics = ["acc", "ece", "nll"]
             if all("ood_auroc_maxprob_mean" in row for row in group_rows):
@@ -369,10 +403,26 @@ def write_report(
             base, differences = paired.get(task, (None, None))
             written[key] = comparison_figure(
                 group_rows,
-                out_dir / name,
+                inside(out_dir, out_dir / name),
                 metrics=metrics,
                 title=task,
                 differences=differences,
                 baseline=base,
             )
+    return written
+
+
+def _regression_figures(
+    runs: Sequence[dict[str, Any]], rows: Sequence[dict[str, Any]], out_dir: Path, task: str | None
+) -> dict[str, Path]:
+    """Calibration curves and predicted-vs-true per method, and a comparison of Spearman, NLL,
+    90 % coverage and calibration error (for a task whose runs are regression runs)."""
+    from bayeshead.bench.plots import comparison_figure
+    from bayeshead.bench.regression_report import write_regression_figures
+
+    written = write_regression_figures(runs, [row["method"] for row in rows], out_dir, task)
+    name = f"comparison-{task}.png" if task else "comparison.png"
+    written[f"comparison:{task}" if task else "comparison"] = comparison_figure(
+        rows, out_dir / name, metrics=["spearman", "nll", "coverage_90", "calibration_error"], title=task
+    )
     return written

@@ -17,18 +17,21 @@ from __future__ import annotations
 
 import json
 import platform
+import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
+from tqdm import tqdm
 
 from bayeshead.bench.data import BenchData
 from bayeshead.bench.report import slug
 from bayeshead.bench.resources import PeakMemory
 from bayeshead.bench.suite import MethodSpec, SuiteConfig
 from bayeshead.config import ExperimentConfig, load_config
+from bayeshead.seeding import seed_everything
 
 __all__ = ["run_method", "run_suite", "run_path", "method_config", "init_heads_from_answers"]
 
@@ -48,8 +51,10 @@ def _versions() -> dict[str, str]:
 
 
 def run_path(out_dir: Path, method: str, seed: int, task: str | None = None) -> Path:
-    folder = out_dir / "runs" / task if task else out_dir / "runs"
-    return folder / f"{slug(method)}--seed{seed}.json"
+    from bayeshead.bench.paths import inside, safe_name
+
+    folder = out_dir / "runs" / safe_name(task) if task else out_dir / "runs"
+    return inside(out_dir, folder / f"{safe_name(method)}--seed{seed}.json")
 
 
 def method_config(
@@ -59,9 +64,13 @@ def method_config(
     overrides: Sequence[str] = (),
     task: str | None = None,
 ) -> ExperimentConfig:
-    """suite base + method + caller overrides, then the task and the seed."""
+    """suite base + method (+ its overrides for ``task``) + caller overrides, then the task and
+    the seed."""
     extra = [f"task.kind={task}"] if task else []
-    return load_config(None, [*suite.base, *method.overrides, *overrides, *extra, f"training.seed={seed}"])
+    per_task = method.task_overrides.get(task, []) if task else []
+    return load_config(
+        None, [*suite.base, *method.overrides, *per_task, *overrides, *extra, f"training.seed={seed}"]
+    )
 
 
 def init_heads_from_answers(method: Any, config: ExperimentConfig) -> bool:
@@ -107,19 +116,19 @@ def run_method(
     config = method_config(suite, method, seed, overrides, data.task)
     wall = time.perf_counter()
     with PeakMemory() as peak:
-        torch.manual_seed(seed)
-        runner = build_method(config, num_outputs=data.num_classes)
+        seed_everything(seed)  # Python random, NumPy and torch, before anything random is built
+        runner = build_method(config, num_outputs=data.num_outputs)
         head_from_lm = init_heads_from_answers(runner, config)
         start = time.perf_counter()
         runner.fit(data.train, data.val)
         train_seconds = time.perf_counter() - start
         batch = config.evaluation.batch_size
         start = time.perf_counter()
-        test = predict_dataset(runner.predict, data.test.texts, batch, seed)
+        test = predict_dataset(runner.predict, data.test.texts, batch, seed, text_pair=data.test.text_pair)
         predict_seconds = time.perf_counter() - start
-        ood = predict_dataset(runner.predict, data.ood, batch, seed) if data.ood else None
+        ood = predict_dataset(runner.predict, data.ood, batch, seed, text_pair=data.ood_pair) if data.ood else None
         ood_sets = {
-            name: predict_dataset(runner.predict, labelled.texts, batch, seed)
+            name: predict_dataset(runner.predict, labelled.texts, batch, seed, text_pair=labelled.text_pair)
             for name, labelled in data.ood_sets.items()
         }
     bins = config.evaluation.ece_bins
@@ -166,11 +175,27 @@ def run_method(
 
 def _log_line(record: dict[str, Any]) -> str:
     m = record["metrics"]
+    if "rmse" in m:
+        return _regression_log_line(record)
     parts = [f"acc {m['acc']:.3f} ece {m['ece']:.3f} nll {m['nll']:.3f}"]
     if "ood_auroc_maxprob" in m:
         parts.append(f"ood-auroc {m['ood_auroc_maxprob']:.3f}")
     for name in record["data"].get("ood_sets", {}):
         parts.append(f"{name} acc {m[f'{name}/acc']:.3f} auroc {m[f'{name}/auroc_maxprob']:.3f}")
+    parts.append(f"train {record['train_seconds']:.0f}s predict {record['predict_seconds']:.1f}s")
+    return "; ".join(parts)
+
+
+def _regression_log_line(record: dict[str, Any]) -> str:
+    m = record["metrics"]
+    parts = [
+        f"rmse {m['rmse']:.3f} spearman {m['spearman']:.3f} nll {m['nll']:.3f} "
+        f"cov90 {m['coverage_90']:.3f} cal {m['calibration_error']:.3f}"
+    ]
+    if "ood_auroc_variance" in m:
+        parts.append(f"ood-auroc {m['ood_auroc_variance']:.3f}")
+    for name in record["data"].get("ood_sets", {}):
+        parts.append(f"{name} spearman {m[f'{name}/spearman']:.3f} auroc {m[f'{name}/auroc_variance']:.3f}")
     parts.append(f"train {record['train_seconds']:.0f}s predict {record['predict_seconds']:.1f}s")
     return "; ".join(parts)
 
@@ -186,28 +211,44 @@ def run_suite(
     is_main: bool = True,
 ) -> list[dict[str, Any]]:
     """Every data set (QA task) x seed x method; writes each run's JSON as soon as it finishes
-    (rank 0 only). With ``skip_existing``, runs whose JSON exists are read back, not rerun."""
+    (rank 0 only). With ``skip_existing``, runs whose JSON exists are read back, not rerun.
+
+    On a terminal (stderr a TTY, rank 0) a progress bar shows the runs done of the total and the
+    run in progress, above the trainer's bar of training steps (``training.progress``); in a log
+    (stderr not a TTY) neither is drawn, and only the ``log`` lines appear."""
     datasets = [data] if isinstance(data, BenchData) else list(data)
     records = []
     total = len(datasets) * len(suite.methods) * len(suite.seeds)
     done = 0
-    for bench_data in datasets:
-        where = f" on {bench_data.task}" if bench_data.task else ""
-        for seed in suite.seeds:
-            for method in suite.methods:
-                done += 1
-                path = run_path(out_dir, method.name, seed, bench_data.task)
-                head = f"[{done}/{total}] {method.name}{where} seed {seed}"
-                if skip_existing and path.is_file():
-                    records.append(json.loads(path.read_text(encoding="utf-8")))
-                    log(f"{head}: kept {path}")
-                    continue
-                record = run_method(suite, method, seed, bench_data, overrides)
-                log(f"{head}: {_log_line(record)}")
-                if is_main:
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    tmp = path.with_suffix(".json.tmp")
-                    tmp.write_text(json.dumps(record, indent=1), encoding="utf-8")
-                    tmp.replace(path)
-                records.append(record)
+    bar = tqdm(total=total, desc="bench", unit="run", file=sys.stderr, disable=None if is_main else True)
+
+    def say(line: str) -> None:
+        with tqdm.external_write_mode(file=sys.stderr):  # the line goes above the bars, not through them
+            log(line)
+
+    try:
+        for bench_data in datasets:
+            where = f" on {bench_data.task}" if bench_data.task else ""
+            for seed in suite.seeds:
+                for method in suite.methods:
+                    done += 1
+                    path = run_path(out_dir, method.name, seed, bench_data.task)
+                    head = f"[{done}/{total}] {method.name}{where} seed {seed}"
+                    bar.set_description_str(f"bench: {method.name}{where} seed {seed}")
+                    if skip_existing and path.is_file():
+                        records.append(json.loads(path.read_text(encoding="utf-8")))
+                        say(f"{head}: kept {path}")
+                        bar.update(1)
+                        continue
+                    record = run_method(suite, method, seed, bench_data, overrides)
+                    say(f"{head}: {_log_line(record)}")
+                    if is_main:
+                        path.parent.mkdir(parents=True, exist_ok=True)
+                        tmp = path.with_suffix(".json.tmp")
+                        tmp.write_text(json.dumps(record, indent=1), encoding="utf-8")
+                        tmp.replace(path)
+                    records.append(record)
+                    bar.update(1)
+    finally:
+        bar.close()
     return records

@@ -12,6 +12,8 @@ file of the same shape works (``bayeshead bench run my_suite.yaml``)::
     # optional: common-sense QA tasks instead of the tweets, and OOD sets per task
     tasks: [winogrande_s, arc_easy, obqa]
     ood_tasks: {obqa: [arc_challenge, arc_easy, mmlu_college_chemistry, mmlu_college_physics]}
+    # optional: how `bayeshead bench tune` searches (bayeshead.bench.tune_config.TuneConfig)
+    tune: {n_trials: 20, objective: nll, methods: {lora+mle: {exclude: [head.weight_decay]}}}
 
 A run is one method x task x seed.
 """
@@ -19,11 +21,11 @@ A run is one method x task x seed.
 from __future__ import annotations
 
 from pathlib import Path
-
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, PositiveInt, model_validator
 
+from bayeshead.bench.tune_config import MethodTuning, TuneConfig
 from bayeshead.config import ConfigError, StrictModel, read_config_file
 
 __all__ = ["MethodSpec", "SuiteConfig", "QUICK", "SUITES", "load_suite"]
@@ -35,6 +37,10 @@ class MethodSpec(StrictModel):
 
     name: str = Field(min_length=1)
     overrides: list[str] = Field(default_factory=list)
+    task_overrides: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="QA task -> overrides applied after `overrides` on that task only (tuned settings per task).",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -57,6 +63,11 @@ class SuiteConfig(StrictModel):
         default_factory=list,
         description="Common-sense QA tasks (bayeshead.tasks); empty: tweet sentiment (or --data).",
     )
+    dataset: Literal["tweets", "stsb", "stsb_classes"] = Field(
+        "tweets",
+        description="The data of a suite without tasks: tweet sentiment, STS-B sentence-pair regression "
+        "(train captions + news, OOD forum pairs), or STS-B scores binned into 3 classes (pair classification).",
+    )
     ood_tasks: dict[str, list[str]] = Field(
         default_factory=dict,
         description="QA task -> evaluation sets scored by its model (OBQA -> ARC-C, ARC-E, MMLU).",
@@ -76,6 +87,10 @@ class SuiteConfig(StrictModel):
     data_seed: int = Field(
         0, description="Seed of the data subsample (the same for every method and seed)."
     )
+    tune: TuneConfig = Field(
+        default_factory=TuneConfig,
+        description="How `bayeshead bench tune` searches each method's options on validation data.",
+    )
 
     @model_validator(mode="after")
     def _known_tasks(self) -> SuiteConfig:
@@ -88,6 +103,8 @@ class SuiteConfig(StrictModel):
         stray = sorted(set(self.ood_tasks) - set(self.tasks))
         if stray:
             raise ValueError(f"ood_tasks names {stray}, which are not in tasks {self.tasks}")
+        if self.tasks and self.dataset != "tweets":
+            raise ValueError(f"a suite runs either QA tasks {self.tasks} or dataset {self.dataset!r}, not both")
         return self
 
     @model_validator(mode="after")
@@ -96,17 +113,35 @@ class SuiteConfig(StrictModel):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"method names must be unique; repeated: {dupes}")
+        stray = sorted(set(self.tune.methods) - set(names))
+        if stray:
+            raise ValueError(f"tune.methods names {stray}, which are not methods of the suite {names}")
+        for method in self.methods:
+            stray = sorted(set(method.task_overrides) - set(self.tasks))
+            if stray:
+                raise ValueError(
+                    f"method {method.name!r}: task_overrides names {stray}, which are not tasks of the suite "
+                    f"{self.tasks}"
+                )
         return self
 
     def select(self, names: list[str] | None) -> SuiteConfig:
-        """The suite restricted to ``names`` (in the suite's order); unknown names are errors."""
+        """The suite restricted to ``names``, run in the order given; unknown names are errors."""
         if not names:
             return self
         known = [m.name for m in self.methods]
         unknown = [n for n in names if n not in known]
         if unknown:
             raise ConfigError(f"unknown method(s) {unknown}; the suite {self.name!r} has {known}")
-        return self.model_copy(update={"methods": [m for m in self.methods if m.name in names]})
+        tune = self.tune.model_copy(
+            update={"methods": {k: v for k, v in self.tune.methods.items() if k in names}}
+        )
+        return self.model_copy(
+            update={
+                "methods": sorted((m for m in self.methods if m.name in names), key=lambda m: names.index(m.name)),
+                "tune": tune,
+            }
+        )
 
     def select_tasks(self, names: list[str] | None) -> SuiteConfig:
         """The suite restricted to the QA tasks ``names``; unknown names are errors."""
@@ -190,6 +225,8 @@ QUICK = SuiteConfig(
         MethodSpec(name="lora+blob", overrides=[*_LORA, "head.kind=deterministic", "method.kind=blob"]),
         MethodSpec(name="lora+tfb", overrides=[*_LORA, "head.kind=deterministic", "method.kind=tfb"]),
     ],
+    # MLE is the unregularised baseline: tuning its weight decay would make it MAP
+    tune=TuneConfig(methods={"lora+mle": MethodTuning(exclude=["head.weight_decay"])}),
 )
 
 SUITES: dict[str, SuiteConfig] = {"quick": QUICK}

@@ -5,7 +5,11 @@
     bayeshead bench run benchmarks/commonsense-cpu.yaml   # common-sense QA on MiniLM, CPU
     bayeshead bench run benchmarks/commonsense.yaml --model /models/llama-2-7b --load-in-8bit
     bayeshead bench run --data my.csv --text-field review --label-field stars [--val v.csv ...]
+    bayeshead bench run benchmarks/stsb.yaml                  # STS-B sentence-pair regression
+    bayeshead bench run my-regression.yaml --data pairs.jsonl --target-type regression --text-pair-field sentence2
     bayeshead bench report outputs/bench/quick            # rebuild tables/figures from run JSONs
+    bayeshead bench tune quick --trials 20                # tune every method on validation data
+    bayeshead bench run outputs/tune/quick/tuned.yaml     # ... then run the tuned suite (test data once)
 
 ``bayeshead bench --suite quick`` (no subcommand) is read as ``bench run --suite quick``.
 """
@@ -20,7 +24,15 @@ import torch
 
 from bayeshead.errors import UsageError
 
-__all__ = ["add_bench_parsers", "add_report_arguments", "add_run_arguments", "cmd_bench", "cmd_report"]
+__all__ = [
+    "add_bench_parsers",
+    "add_report_arguments",
+    "add_run_arguments",
+    "add_tune_arguments",
+    "cmd_bench",
+    "cmd_report",
+    "cmd_tune",
+]
 
 
 def add_run_arguments(p: argparse.ArgumentParser) -> None:
@@ -31,30 +43,70 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seeds", nargs="+", type=int, metavar="SEED", help="seeds (default: the suite's)")
     p.add_argument("--out", help="output directory (default outputs/bench/<suite>)")
     p.add_argument("--resume", action="store_true", help="keep finished runs found in --out; run the rest")
+    _add_setup_arguments(p)
+    p.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
+    p.set_defaults(func=cmd_bench)
+
+
+def _add_setup_arguments(p: argparse.ArgumentParser) -> None:
+    """Overrides, the backbone and the data: shared by ``bench run`` and ``bench tune``."""
     p.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE", help="override for every method")
     p.add_argument("--model", help="backbone: a local model folder or hub name (sets backbone.name_or_path)")
     p.add_argument("--load-in-8bit", action="store_true", help="8-bit backbone weights (bitsandbytes, GPU only)")
+    from bayeshead.cli.preflight import TRUST_REMOTE_CODE_HELP
+
+    p.add_argument("--trust-remote-code", action="store_true", help=TRUST_REMOTE_CODE_HELP)
     for name, help_text in (
         ("--n-train", "training examples"),
         ("--n-val", "validation examples"),
         ("--n-test", "test examples"),
         ("--n-ood", "OOD examples per OOD set"),
     ):
-        p.add_argument(name, type=int, help=f"{help_text} (default: the suite's)")
+        p.add_argument(
+            name, type=int,
+            help=f"{help_text}, a seeded subsample (the suite's data_seed) (default: the suite's {name[2:].replace('-', '_')}); "
+            "with --data: at most this many rows of that split, the suite's limit applying unless given here",
+        )
     byo = p.add_argument_group("bring your own data (CSV/TSV/JSONL)")
-    byo.add_argument("--data", help="training file with a text and a label column")
+    byo.add_argument(
+        "--data",
+        help="training file with a text and a label column; each split is capped at the suite's n_train/n_val/"
+        "n_test/n_ood (or --n-train ...) by a seeded subsample",
+    )
     byo.add_argument("--text-field", default="text", help="text column (default: text)")
     byo.add_argument("--label-field", default="label", help="label column (default: label)")
     byo.add_argument("--val", help="validation file (default: 10%% of --data, seeded)")
     byo.add_argument("--test", help="test file (default: 20%% of --data, seeded)")
-    byo.add_argument("--ood", help="out-of-distribution texts (the text column only)")
+    byo.add_argument("--ood", help="out-of-distribution texts (the text column, and the pair column with --text-pair-field)")
+    byo.add_argument(
+        "--target-type", choices=["classification", "regression"],
+        help="class labels or real-valued targets in the label column (default: what the suite's heads take)",
+    )
+    byo.add_argument("--text-pair-field", help="a second text column: each row is a text pair, tokenized as a pair")
     p.add_argument(
         "--data-dir",
         help="common-sense QA data folder (QA tasks; the quick suite's OOD set) "
         "(default: $BAYESHEAD_DATA or ../shared/data)",
     )
-    p.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
-    p.set_defaults(func=cmd_bench)
+
+
+def add_tune_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("suite", nargs="?", help="built-in suite (quick), a file under benchmarks/ by name, or a suite YAML")
+    p.add_argument("--suite", dest="suite_option", metavar="SUITE", help="the same as the positional SUITE")
+    p.add_argument("--methods", nargs="+", metavar="NAME", help="tune only these methods of the suite")
+    p.add_argument("--tasks", nargs="+", metavar="TASK", help="tune only these QA tasks of the suite")
+    p.add_argument("--trials", type=int, metavar="N", help="trials per method (and task) (default: the suite's tune.n_trials)")
+    p.add_argument(
+        "--objective", choices=["nll", "ece", "nll+ece"], help="validation score minimised (default: the suite's, nll)"
+    )
+    p.add_argument("--seed", type=int, metavar="S", help="seed of the TPE sampler (default: the suite's tune.seed)")
+    p.add_argument("--out", help="output directory (default outputs/tune/<suite>)")
+    p.add_argument(
+        "--resume", action="store_true",
+        help="continue the studies found in --out (completed trials are kept; one cut off is run again)",
+    )
+    _add_setup_arguments(p)
+    p.set_defaults(func=cmd_tune)
 
 
 def add_report_arguments(p: argparse.ArgumentParser) -> None:
@@ -65,13 +117,19 @@ def add_report_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def add_bench_parsers(p: argparse.ArgumentParser) -> None:
-    sub = p.add_subparsers(dest="bench_command", metavar="{run,report}")
+    sub = p.add_subparsers(dest="bench_command", metavar="{run,report,tune}")
     sub.required = True
     add_run_arguments(
         sub.add_parser("run", help="train and evaluate every method x task x seed of a suite; write the report")
     )
     add_report_arguments(
         sub.add_parser("report", help="rebuild the tables and figures of a bench output folder from its run JSONs")
+    )
+    add_tune_arguments(
+        sub.add_parser(
+            "tune",
+            help="search each method's options on validation data (same budget for all); write a tuned suite YAML",
+        )
     )
 
 
@@ -88,22 +146,51 @@ def _data_dir(args: argparse.Namespace) -> Path | None:
     return data_dir
 
 
+def suite_target_type(suite, overrides: list[str]) -> str:  # noqa: ANN001
+    """What the suite's heads take: "regression" when every method's head is a regression head,
+    "classification" when none is; a mix is an error (one data file cannot serve both)."""
+    from bayeshead.bench.runner import method_config
+    from bayeshead.registry import HEADS
+
+    kinds = {
+        HEADS.get(method_config(suite, m, suite.seeds[0], overrides).head.kind).task_type for m in suite.methods
+    }
+    if len(kinds) > 1:
+        raise UsageError(
+            f"the suite {suite.name!r} mixes regression and classification heads; give --target-type, or run "
+            "the two kinds of methods as separate suites (--methods)"
+        )
+    return kinds.pop()
+
+
 def _load_data(args: argparse.Namespace, suite):  # noqa: ANN001, ANN202
-    """One BenchData per QA task of the suite, or the tweets / your own file."""
-    from bayeshead.bench.data import file_benchmark, qa_benchmark, tweet_benchmark
+    """One BenchData per QA task of the suite, or the tweets / STS-B / your own file."""
+    from bayeshead.bench.data import file_benchmark, qa_benchmark, stsb_benchmark, tweet_benchmark
 
     if args.data:
         if suite.tasks:
             raise UsageError(f"--data replaces the data of a suite without tasks; {suite.name!r} runs tasks {suite.tasks}")
+        target_type = getattr(args, "target_type", None) or suite_target_type(suite, _overrides(args))
         return [
             file_benchmark(
                 args.data, text_field=args.text_field, label_field=args.label_field,
                 val_path=args.val, test_path=args.test, ood_path=args.ood, seed=suite.data_seed,
+                target_type=target_type, text_pair_field=getattr(args, "text_pair_field", None),
+                n_train=suite.n_train, n_val=suite.n_val, n_test=suite.n_test, n_ood=suite.n_ood,
             )
         ]
     if args.val or args.test or args.ood:
         raise UsageError("--val, --test and --ood go with --data (your own training file)")
+    if getattr(args, "text_pair_field", None) or getattr(args, "target_type", None):
+        raise UsageError("--target-type and --text-pair-field go with --data (your own training file)")
     data_dir = _data_dir(args)
+    if suite.dataset in ("stsb", "stsb_classes"):
+        target = "classification" if suite.dataset == "stsb_classes" else "regression"
+        return [
+            stsb_benchmark(
+                suite.n_train, suite.n_val, suite.n_test, suite.n_ood, suite.data_seed, data_dir, target_type=target
+            )
+        ]
     if suite.tasks:
         return [
             qa_benchmark(
@@ -124,6 +211,8 @@ def _overrides(args: argparse.Namespace) -> list[str]:
         extra.append(f"backbone.name_or_path={args.model}")
     if args.load_in_8bit:
         extra.append("backbone.load_in_8bit=true")
+    if getattr(args, "trust_remote_code", False):
+        extra.append("backbone.trust_remote_code=true")
     return extra
 
 
@@ -140,9 +229,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if updates:
         suite = type(suite).model_validate({**suite.model_dump(), **updates})
     overrides = _overrides(args)
+    from bayeshead.cli.preflight import check_backbone, check_trust_remote_code
+
     for task in suite.tasks or [None]:  # validate every config before spending minutes on the first
         for method in suite.methods:
-            method_config(suite, method, suite.seeds[0], overrides, task)
+            config = method_config(suite, method, suite.seeds[0], overrides, task)
+            check_trust_remote_code(config, getattr(args, "trust_remote_code", False))
+            check_backbone(config)
     ctx = init_distributed()
     out = Path(args.out or f"outputs/bench/{suite.name}")
     datasets = _load_data(args, suite)
@@ -182,4 +275,42 @@ def cmd_report(args: argparse.Namespace) -> int:
     written = write_report(runs, Path(args.out or args.runs), figures=not args.no_figures)
     print(markdown_table(aggregate(runs)))
     print(f"wrote {written['markdown']} and {written['csv']}")
+    return 0
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    from bayeshead.bench.runner import method_config
+    from bayeshead.bench.suite import load_suite
+    from bayeshead.bench.tune import tune_suite
+
+    suite = load_suite(_suite_name(args)).select(args.methods).select_tasks(args.tasks)
+    updates = {k: getattr(args, k) for k in ("n_train", "n_val", "n_test", "n_ood") if getattr(args, k) is not None}
+    tune = {"n_trials": args.trials, "objective": args.objective, "seed": args.seed}
+    tune = {k: v for k, v in tune.items() if v is not None}
+    if tune:
+        updates["tune"] = {**suite.tune.model_dump(), **tune}
+    if updates:
+        suite = type(suite).model_validate({**suite.model_dump(), **updates})
+    overrides = _overrides(args)
+    for task in suite.tasks or [None]:  # every base config and space before the first trial
+        for method in suite.methods:
+            suite.tune.space_for(method.name, method_config(suite, method, suite.seeds[0], overrides, task))
+    out = Path(args.out or f"outputs/tune/{suite.name}")
+    datasets = _load_data(args, suite)
+    print(
+        f"suite {suite.name}: tuning {len(suite.methods)} methods, {suite.tune.n_trials} trials each, objective "
+        f"validation {suite.tune.objective}, sampler seed {suite.tune.seed}; {torch.get_num_threads()} threads",
+        flush=True,
+    )
+    for data in datasets:
+        print(f"data: {data.description} (tuning reads train and val only)", flush=True)
+    start = time.perf_counter()
+    written = tune_suite(suite, datasets, out, overrides, resume=args.resume, log=lambda line: print(line, flush=True))
+    print()
+    print(written["markdown"].read_text(encoding="utf-8").split("\n## ")[0].rstrip())
+    print()
+    data_args = " --data ..." if args.data else ""
+    print(f"total {time.perf_counter() - start:.0f}s; every trial: {written['json']} and {written['markdown']}")
+    print(f"tuned suite: {written['tuned']}; run it (the test split is read there): "
+          f"bayeshead bench run {written['tuned']}{data_args}")
     return 0

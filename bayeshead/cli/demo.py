@@ -13,8 +13,8 @@ from pathlib import Path
 
 import torch
 
-from bayeshead.errors import UsageError
 from bayeshead.config import load_config
+from bayeshead.errors import UsageError
 
 __all__ = ["run_demo"]
 
@@ -28,6 +28,7 @@ def run_demo(
 ) -> dict[str, float]:
     from bayeshead.data.tweets import load_tweets
     from bayeshead.model import BayesianModel
+    from bayeshead.seeding import seed_everything
 
     if n_train < 2 or n_test < 1:
         raise UsageError(f"--n-train must be >= 2 and --n-test >= 1, got {n_train} and {n_test}")
@@ -40,6 +41,7 @@ def run_demo(
     test = data.subset(order[n_train : n_train + n_test], name="test")
     print(f"data: {len(data)} tweets, using {n_train} to train and {n_test} to test (seed {config.training.seed})")
 
+    seed_everything(config.training.seed)  # before the adapters and the head are drawn
     model = BayesianModel.from_config(config, num_outputs=data.num_classes)
     start = time.perf_counter()
     history = model.fit(train)

@@ -1,5 +1,5 @@
 """``bayeshead`` console script: ``list``, ``validate``, ``demo``, ``train``, ``bench run``,
-``bench report`` (also ``report``).
+``bench report`` (also ``report``), ``bench tune``.
 
 Bad arguments and invalid configs print the problem (no traceback) and exit with status 2.
 """
@@ -44,6 +44,15 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from bayeshead.config import load_config
 
     config = load_config(args.config, args.set)
+    if args.deep:
+        from bayeshead.cli.deep_check import deep_check
+
+        summary = deep_check(config, trust_remote_code=args.trust_remote_code)
+        print(config.model_dump_json(indent=2))
+        print(summary)
+        return 0
+    if args.trust_remote_code:
+        raise UsageError("--trust-remote-code goes with --deep (plain validate loads no backbone)")
     print(config.model_dump_json(indent=2))
     return 0
 
@@ -80,6 +89,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("validate", help="validate a config file and print it fully resolved")
     _add_config_args(p, required=True)
+    p.add_argument(
+        "--deep",
+        action="store_true",
+        help="also load the backbone and build the model as train would: checks the device, the backbone path, "
+        "max_length against the model's positions, the rank against the layer sizes and target modules "
+        "that match no layer; prints the resolved config and a line starting 'ok:'",
+    )
+    from bayeshead.cli.preflight import TRUST_REMOTE_CODE_HELP
+
+    p.add_argument("--trust-remote-code", action="store_true", help=f"with --deep: {TRUST_REMOTE_CODE_HELP}")
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser(
@@ -104,7 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "bench",
-        help="methods x tasks x seeds side by side: 'bench run SUITE' (the main job: quick), 'bench report DIR'",
+        help="methods x tasks x seeds side by side: 'bench run SUITE' (the main job: quick), 'bench report DIR', "
+        "'bench tune SUITE' (tuning on validation data)",
     )
     add_bench_parsers(p)
 
@@ -115,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _legacy_bench(argv: list[str]) -> list[str]:
     """``bench --suite quick ...`` (no subcommand) means ``bench run --suite quick ...``."""
-    if argv[:1] == ["bench"] and (len(argv) == 1 or argv[1] not in ("run", "report", "-h", "--help")):
+    if argv[:1] == ["bench"] and (len(argv) == 1 or argv[1] not in ("run", "report", "tune", "-h", "--help")):
         return ["bench", "run", *argv[1:]]
     return argv
 

@@ -9,11 +9,11 @@ Each problem is a :class:`~bayeshead.errors.UserInputError` (one line, exit 2 in
 from __future__ import annotations
 
 import os
-import random
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bayeshead.errors import UserInputError
+from bayeshead.seeding import seed_everything  # re-exported: the CLI seeds before building
 
 if TYPE_CHECKING:
     from bayeshead.config import ExperimentConfig
@@ -100,16 +100,6 @@ def check_positions(backbone: Any, max_length: int) -> None:
             f"backbone.max_length={max_length} but the model has {positions} positions; "
             f"set backbone.max_length to at most {positions}"
         )
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and torch (every device) before anything random is built."""
-    import numpy as np
-    import torch
-
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
 
 
 def check_warmup(config: ExperimentConfig, n_train: int) -> None:

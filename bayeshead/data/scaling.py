@@ -94,11 +94,17 @@ class TargetScaler:
         return (mean + std * z).reshape(values.shape)
 
     def inverse_predictive(self, predictive: GaussianPredictive) -> GaussianPredictive:
-        """N(μ_z, v_z) on the standardised scale → N(mean + std·μ_z, std²·v_z) on the original."""
+        """N(μ_z, v_z) on the standardised scale → N(mean + std·μ_z, std²·v_z) on the original (an
+        epistemic part scales by std² too)."""
         if not isinstance(predictive, GaussianPredictive):
             raise TypeError(f"expected a GaussianPredictive, got {type(predictive).__name__}")
         mean, std = self._params(predictive.mean)
-        return GaussianPredictive(mean=mean + std * predictive.mean, var=std.pow(2) * predictive.var)
+        epistemic = predictive.epistemic_var
+        return GaussianPredictive(
+            mean=mean + std * predictive.mean,
+            var=std.pow(2) * predictive.var,
+            epistemic_var=None if epistemic is None else std.pow(2) * epistemic,
+        )
 
     def state_dict(self) -> dict[str, Tensor]:
         return {"mean": self.mean.clone(), "std": self.std.clone()}

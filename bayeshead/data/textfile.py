@@ -79,6 +79,13 @@ def read_records(path: str | Path) -> list[tuple[int, dict[str, Any]]]:
     suffix = path.suffix.lower()
     if suffix in _CSV_SUFFIXES:
         reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=_CSV_SUFFIXES[suffix])
+        header = reader.fieldnames or []
+        repeated = sorted({name for name in header if header.count(name) > 1})
+        if repeated:
+            raise DataFileError(
+                f"{path}: the header names the column(s) {repeated} more than once; only one value per name "
+                "would be kept. Rename the duplicates"
+            )
         records = [(reader.line_num, dict(row)) for row in reader]
     elif suffix in _JSONL_SUFFIXES:
         records = parse_jsonl(text, path)
@@ -111,7 +118,30 @@ def _text(path: Path, row: int, record: dict[str, Any], field: str) -> str:
     text = record[field]
     if not isinstance(text, str):
         raise DataFileError(f"{path}: row {row}: {field!r} is {type(text).__name__} {text!r}, not text")
+    if not text.strip():
+        raise DataFileError(f"{path}: row {row}: {field!r} is empty or only whitespace; remove the row or fill it in")
     return text
+
+
+_MISSING_LABELS = frozenset({"nan", "none", "null", "na", "n/a", "inf", "-inf", "+inf"})
+
+
+def _check_label_text(path: Path, row: int, field: str, label: str) -> None:
+    """Refuse missing-value markers and non-integer numbers as class labels."""
+    if label.lower() in _MISSING_LABELS:
+        raise DataFileError(
+            f"{path}: row {row}: label {label!r} in {field!r} looks like a missing value, not a class; "
+            "remove the row or give it a class"
+        )
+    try:
+        value = float(label)
+    except ValueError:
+        return
+    if not value.is_integer():
+        raise DataFileError(
+            f"{path}: row {row}: label {label!r} in {field!r} is a fractional number, not a class; for numeric "
+            "targets use --target-type regression, otherwise name the classes with words or integers"
+        )
 
 
 def _number(path: Path, row: int, field: str, value: Any) -> float:
@@ -161,6 +191,7 @@ def _class_label(path: Path, row: int, record: dict[str, Any], field: str) -> An
         label = label.strip()
         if not label:
             raise DataFileError(f"{path}: row {row}: empty label in {field!r}")
+        _check_label_text(path, row, field, label)
     return label
 
 
@@ -199,6 +230,14 @@ def load_text_file(
         )
     records = read_records(path)
     text_fields = [text_field] + ([text_pair_field] if text_pair_field else [])
+    shared = sorted(set(text_fields) & set(label_fields)) or (
+        [text_field] if text_pair_field == text_field else []
+    )
+    if shared:
+        raise DataFileError(
+            f"{path}: column {shared[0]!r} is named both as text and as label (or twice as text); name "
+            "different columns with --text-field, --text-pair-field and --label-field"
+        )
     _first_record_has(path, records, text_fields + label_fields)
     texts = [_text(path, row, record, text_field) for row, record in records]
     pairs = [_text(path, row, record, text_pair_field) for row, record in records] if text_pair_field else None
@@ -220,6 +259,15 @@ def load_text_file(
     raw_labels = [_class_label(path, row, record, label_fields[0]) for row, record in records]
     if class_names is None:
         classes = sorted(set(raw_labels), key=_label_key)
+        kinds = {type(label).__name__ for label in raw_labels}
+        if len(kinds) > 1:
+            first = {kind: next(r for (r, _), lab in zip(records, raw_labels) if type(lab).__name__ == kind)
+                     for kind in sorted(kinds)}
+            raise DataFileError(
+                f"{path}: the labels in {label_fields[0]!r} mix integers and strings (first int at row "
+                f"{first['int']}, first string at row {first['str']}), so 1 and \"1\" would be two classes; "
+                "write every label the same way"
+            )
         if len(classes) < 2:
             raise DataFileError(
                 f"{path}: every row has the label {classes[0]!r}; a classifier needs at least two classes"
@@ -253,6 +301,8 @@ def load_text_column(path: str | Path, text_field: str = "text") -> list[str]:
         text = record.get(text_field)
         if not isinstance(text, str):
             raise DataFileError(f"{path}: row {row}: {text_field!r} is {type(text).__name__} {text!r}, not text")
+        if not text.strip():
+            raise DataFileError(f"{path}: row {row}: {text_field!r} is empty or only whitespace")
         texts.append(text)
     return texts
 

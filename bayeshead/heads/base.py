@@ -15,7 +15,9 @@ To add a head: subclass, give it a pydantic ``Config`` (a :class:`HeadConfig` wi
 
 from __future__ import annotations
 
+import contextlib
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from typing import Any, ClassVar
 
 import torch
@@ -23,6 +25,7 @@ from pydantic import PositiveInt
 from torch import Tensor, nn
 
 from bayeshead.config import ComponentConfig
+from bayeshead.errors import NotFittedError, UserInputError
 from bayeshead.types import LossTerms, Predictive
 
 __all__ = ["HeadConfig", "UncertaintyHead", "check_features", "check_class_targets"]
@@ -92,9 +95,16 @@ class UncertaintyHead(nn.Module, ABC):
             raise ValueError(
                 f"{type(self).__name__}: in_features and num_outputs must be positive, got {in_features} and {num_outputs}"
             )
+        if self.task_type == "classification" and num_outputs < 2:
+            raise UserInputError(
+                f"{type(self).__name__}: a classification head needs at least 2 classes, got num_outputs={num_outputs}; "
+                "a 1-class classifier has nothing to learn (every probability is 1). Give num_outputs=data.num_classes "
+                "(at least 2), or use a regression head for one real-valued target"
+            )
         self.in_features = int(in_features)
         self.num_outputs = int(num_outputs)
         self.config = config if config is not None else self.Config()  # type: ignore[call-arg]
+        self._training_predictive = False
 
     @classmethod
     def from_config(cls, config: HeadConfig, in_features: int, num_outputs: int) -> UncertaintyHead:
@@ -133,6 +143,37 @@ class UncertaintyHead(nn.Module, ABC):
         """Post-hoc fitting on cached features (Laplace, temperature scaling); returns what it
         fitted, by name, for the training log (``{}``: a no-op, the default)."""
         return {}
+
+    def upgrade_state_dict(self, state: dict[str, Tensor]) -> dict[str, Tensor]:
+        """A saved state_dict brought to this version's tensor names (defaults for tensors older
+        saves lack); returned as it is by default."""
+        return state
+
+    @contextlib.contextmanager
+    def training_predictive(self) -> Iterator[None]:
+        """Within this block a head whose predictive needs its post-hoc fit (Laplace,
+        temperature) predicts with its MAP network until that fit has run, instead of refusing:
+        the predictive the trainer scores validation data with during training. Nests; restores
+        the previous setting on exit. A no-op for heads without a post-hoc fit."""
+        previous = getattr(self, "_training_predictive", False)
+        self._training_predictive = True
+        try:
+            yield
+        finally:
+            self._training_predictive = previous
+
+    def refuse_unfitted(self, needs: str, call: str) -> None:
+        """Raise :class:`~bayeshead.errors.NotFittedError` (``predict`` before the post-hoc fit)
+        unless inside :meth:`training_predictive`. ``needs``: what the predictive needs; ``call``:
+        what fits it."""
+        if getattr(self, "_training_predictive", False):
+            return
+        name = getattr(self.config, "kind", type(self).__name__)
+        raise NotFittedError(
+            f"{name} head: predict needs {needs}, which is fitted after training, but it has not been fitted; "
+            f"call {call} first (BayesianModel.fit and the methods' fit run it after training). For the MAP "
+            "network's predictive, predict inside `with head.training_predictive():`"
+        )
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, num_outputs={self.num_outputs}"

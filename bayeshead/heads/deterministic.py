@@ -10,7 +10,7 @@ so that N·L is the negative log posterior under the Gaussian prior W ~ N(0, (N�
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 from pydantic import Field, NonNegativeFloat
@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from bayeshead.heads.base import HeadConfig, UncertaintyHead, check_class_targets, check_features
 from bayeshead.registry import HEADS
+from bayeshead.search_space import LogUniform, SearchSpace
 from bayeshead.types import CategoricalPredictive, LossTerms
 
 __all__ = ["DeterministicHead", "DeterministicHeadConfig", "map_softmax_loss"]
@@ -40,6 +41,7 @@ def map_softmax_loss(
 
 class DeterministicHeadConfig(HeadConfig):
     kind: Literal["deterministic"] = "deterministic"
+    search_space: ClassVar[SearchSpace] = {"head.weight_decay": LogUniform(low=1e-6, high=1e-1)}
     weight_decay: NonNegativeFloat = Field(
         0.0, description="λ in (λ/2)·‖W‖²: 0 is MLE, > 0 is MAP under a Gaussian prior."
     )

@@ -21,15 +21,19 @@ covers the weights and the bias. δ (one scalar, or one per class) is chosen by
 
 Prediction is the GLM (linearised) predictive f ~ N(θ*ᵀφ̃, J Σ Jᵀ) pushed through the softmax
 with the ``probit`` approximation or Monte Carlo (:mod:`bayeshead.heads.glm_predictive`).
-Before :meth:`fit_posthoc` the head predicts with the MAP softmax (so validation during
-training works). The curvature, δ and the Cholesky factor are buffers: a saved state_dict
-restores the fitted posterior.
+Before :meth:`fit_posthoc`, :meth:`LaplaceHead.predict` refuses
+(:class:`~bayeshead.errors.NotFittedError`), except inside
+:meth:`~bayeshead.heads.base.UncertaintyHead.training_predictive`, where it is the MAP softmax
+(the trainer's validation pass). A prior precision search that ends at a limit of its range
+(the grid's ends; for ``marglik`` the farthest Adam can move in ``marglik_steps``) warns.
+The curvature, δ and the Cholesky factor are buffers: a saved state_dict restores the fitted
+posterior.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt, model_validator
@@ -39,7 +43,9 @@ from bayeshead.heads.base import HeadConfig, UncertaintyHead, check_class_target
 from bayeshead.heads.deterministic import map_softmax_loss
 from bayeshead.heads.glm_predictive import mc_predictive, probit_predictive
 from bayeshead.heads.laplace_posterior import LaplacePosterior, make_posterior
+from bayeshead.posthoc_bounds import bound_side, warn_at_bound
 from bayeshead.registry import HEADS
+from bayeshead.search_space import LogUniform, SearchSpace
 from bayeshead.types import CategoricalPredictive, LossTerms
 
 __all__ = ["LaplaceHead", "LaplaceHeadConfig"]
@@ -50,6 +56,11 @@ _DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
 class LaplaceHeadConfig(HeadConfig):
     kind: Literal["laplace"] = "laplace"
+    search_space: ClassVar[SearchSpace] = {
+        "head.weight_decay": LogUniform(low=1e-6, high=1e-1),
+        # only where no marginal-likelihood or grid search sets δ
+        "head.prior_precision": LogUniform(low=1e-3, high=1e3, when={"head.prior_optimization": "none"}),
+    }
     weight_decay: NonNegativeFloat = Field(0.0, description="λ of the MAP loss (λ/2)·‖W‖², as the deterministic head.")
     bias: bool = True
     hessian_structure: Literal["full", "kron", "diag"] = "kron"
@@ -221,14 +232,29 @@ class LaplaceHead(UncertaintyHead):
         return self.prior_precision.clone()
 
     def _marglik(self, init: Tensor) -> Tensor:
-        log_delta = init.detach().clone().log().requires_grad_(True)
-        optimizer = torch.optim.Adam([log_delta], lr=self.config.marglik_lr)
+        cfg = self.config
+        start = init.detach().clone().log()
+        log_delta = start.clone().requires_grad_(True)
+        optimizer = torch.optim.Adam([log_delta], lr=cfg.marglik_lr)
         with torch.enable_grad():
-            for _ in range(self.config.marglik_steps):
+            for _ in range(cfg.marglik_steps):
                 optimizer.zero_grad()
                 loss = -self.log_marginal_likelihood(log_delta.exp())
                 loss.backward()
                 optimizer.step()
+        # Adam moves log δ by about marglik_lr per step at most: the search reaches start ± steps·lr
+        reach = cfg.marglik_steps * cfg.marglik_lr
+        travel = (log_delta.detach() - start).abs().max()
+        if float(travel) >= 0.9 * reach:
+            worst = int((log_delta.detach() - start).abs().argmax())
+            value, base = float(log_delta.detach()[worst]), float(start[worst])
+            side = "lower" if value < base else "upper"
+            warn_at_bound(
+                f"{_NAME}: prior precision (marglik, log δ)", value, base - reach, base + reach, side,
+                f"Adam moved log δ {float(travel):.3g} of the {reach:.3g} its {cfg.marglik_steps} steps of "
+                f"{cfg.marglik_lr:g} can reach from prior_precision={cfg.prior_precision:g}; raise marglik_steps or "
+                "marglik_lr, start from another prior_precision, or use prior_optimization='gridsearch'",
+            )
         return log_delta.detach().exp()
 
     @torch.no_grad()
@@ -247,6 +273,14 @@ class LaplaceHead(UncertaintyHead):
             nll = float(self.predict(val_features, generator=generator).nll(val_targets).mean())
             if nll < best_nll:
                 best, best_nll = value, nll
+        if cfg.grid_size > 1:
+            log10 = math.log10(float(best))
+            side = bound_side(log10, cfg.grid_log10_min, cfg.grid_log10_max, rtol=1e-9)
+            if side is not None:
+                warn_at_bound(
+                    f"{_NAME}: prior precision (gridsearch, log10 δ)", log10, cfg.grid_log10_min,
+                    cfg.grid_log10_max, side, "widen grid_log10_min/grid_log10_max past it",
+                )
         return best.reshape(1).expand_as(self.prior_precision).clone()
 
     # -- prediction ------------------------------------------------------------------------------
@@ -264,9 +298,12 @@ class LaplaceHead(UncertaintyHead):
         generator: torch.Generator | None = None,
         link_approx: Literal["probit", "mc"] | None = None,
     ) -> CategoricalPredictive:
-        """The GLM predictive with ``link_approx`` (default ``config.link_approx``); the MAP
-        softmax before :meth:`fit_posthoc`. ``n_samples``/``generator`` matter for 'mc' only."""
+        """The GLM predictive with ``link_approx`` (default ``config.link_approx``).
+        ``n_samples``/``generator`` matter for 'mc' only. Before :meth:`fit_posthoc` it raises
+        :class:`~bayeshead.errors.NotFittedError`, except inside :meth:`training_predictive`,
+        where it is the MAP softmax."""
         if not self.is_fitted:
+            self.refuse_unfitted("the Laplace posterior", "head.fit_posthoc(train_features, train_labels)")
             return CategoricalPredictive.from_logits(self.logits(features))
         link = link_approx or self.config.link_approx
         mean, cov = self.logit_moments(features)

@@ -302,10 +302,13 @@ class LaplaceRegressionHead(UncertaintyHead):
         n_samples: int | None = None,
         generator: torch.Generator | None = None,
     ) -> GaussianPredictive:
-        """N(θ*ᵀφ̃, φ̃ᵀΣφ̃ + σ²) per output (closed form; ``n_samples``/``generator`` ignored)."""
+        """N(θ*ᵀφ̃, φ̃ᵀΣφ̃ + σ²) per output (closed form; ``n_samples``/``generator`` ignored), with
+        φ̃ᵀΣφ̃ as the epistemic part."""
         mean = self.mean(features)
-        var = (self.functional_variance(features) + self.noise_var()).to(mean.dtype)
-        return GaussianPredictive(mean=mean, var=var.unsqueeze(1).expand_as(mean).contiguous())
+        functional = self.functional_variance(features)
+        var = (functional + self.noise_var()).to(mean.dtype)
+        epistemic = functional.to(mean.dtype).unsqueeze(1).expand_as(mean).contiguous()
+        return GaussianPredictive(mean=mean, var=var.unsqueeze(1).expand_as(mean).contiguous(), epistemic_var=epistemic)
 
     def extra_repr(self) -> str:
         return (

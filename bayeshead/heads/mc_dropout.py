@@ -14,7 +14,7 @@ Training is the softmax cross-entropy with the dropout on (+ (λ/2)·‖W‖², 
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 from pydantic import Field, NonNegativeFloat, PositiveInt, model_validator
@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from bayeshead.heads.base import HeadConfig, UncertaintyHead, check_features
 from bayeshead.heads.deterministic import map_softmax_loss
 from bayeshead.registry import HEADS
+from bayeshead.search_space import LogUniform, SearchSpace, Uniform
 from bayeshead.types import CategoricalPredictive, LossTerms
 
 __all__ = ["MCDropoutHead", "MCDropoutHeadConfig"]
@@ -32,6 +33,10 @@ _NAME = "mc_dropout head"
 
 class MCDropoutHeadConfig(HeadConfig):
     kind: Literal["mc_dropout"] = "mc_dropout"
+    search_space: ClassVar[SearchSpace] = {
+        "head.p": Uniform(low=0.05, high=0.5),
+        "head.weight_decay": LogUniform(low=1e-6, high=1e-1),
+    }
     p: float = Field(0.1, gt=0.0, lt=1.0, description="Dropout rate on the features, 0 < p < 1.")
     n_samples: PositiveInt = Field(20, description="T, head samples per prediction when predict gets none.")
     weight_decay: NonNegativeFloat = 0.0

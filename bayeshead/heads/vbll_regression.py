@@ -88,9 +88,10 @@ class VBLLRegressionHead(VBLLRowsHead):
         n_samples: int | None = None,
         generator: torch.Generator | None = None,
     ) -> GaussianPredictive:
-        """N(w̄_jᵀφ + b_j, φᵀS_jφ + σ_j²), closed form; ``n_samples``/``generator`` are ignored."""
+        """N(w̄_jᵀφ + b_j, φᵀS_jφ + σ_j²), closed form, with φᵀS_jφ as the epistemic part;
+        ``n_samples``/``generator`` are ignored."""
         mean, wvar = self.mean_and_quadratic(features)
-        return GaussianPredictive(mean=mean, var=wvar + self.noise_var())
+        return GaussianPredictive(mean=mean, var=wvar + self.noise_var(), epistemic_var=wvar)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, prior_var={self.prior_var:.4g}"

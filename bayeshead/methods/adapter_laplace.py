@@ -428,7 +428,10 @@ def fit_adapter_laplace(
 def optimize_log_prior_precision(laplace: AdapterLaplace, bounds: tuple[float, float] = (-10.0, 10.0)) -> float:
     """argmax_δ log Z(δ) over log δ in ``bounds`` (Brent's bounded search, xatol 1e-4); returns δ.
     Cheap for every structure: ``diag``/``kron`` evaluate log|H + δI| from stored spectra,
-    ``full`` with one Cholesky per evaluation."""
+    ``full`` with one Cholesky per evaluation. An optimum at either bound warns
+    (``RuntimeWarning``): the evidence still rises beyond it."""
+    from bayeshead.posthoc_bounds import bound_side, warn_at_bound
+
     lo, hi = (float(b) for b in bounds)
     if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
         raise ValueError(f"{_NAME}: bounds on log δ must be finite with lower < upper, got {bounds}")
@@ -438,4 +441,12 @@ def optimize_log_prior_precision(laplace: AdapterLaplace, bounds: tuple[float, f
         method="bounded",
         options={"xatol": 1e-4},
     )
-    return math.exp(float(result.x))
+    log_delta = float(result.x)
+    side = bound_side(log_delta, lo, hi, rtol=1e-3)
+    if side is not None:
+        warn_at_bound(
+            f"{_NAME}: prior precision (marginal likelihood, log δ)", log_delta, lo, hi, side,
+            "the adapters' MAP values are ~0 or the curvature is degenerate; check the training data and "
+            "weight decay, or pass wider bounds",
+        )
+    return math.exp(log_delta)

@@ -8,6 +8,7 @@ samples), several adapter sets (ensembles), or a posterior over adapter paramete
     method = METHODS.get("blob").from_config(config, num_outputs=4)
     method.fit(train, val)
     predictive = method.predict(["a question ..."])        # a Predictive, like a head's
+    predictive = method.predict(["sentence a"], text_pair=["sentence b"])   # text pairs
     method.save_pretrained("out/")
     again = load_method("out/")                              # any method, by its saved config
 
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
     from bayeshead.training.hooks import TrainingHooks
     from bayeshead.types import Predictive
 
-__all__ = ["MethodConfig", "UncertaintyMethod", "Batch", "seeded_passes"]
+__all__ = ["MethodConfig", "UncertaintyMethod", "Batch", "seeded_passes", "mixture", "seeded_mixture"]
 
 Batch = Mapping[str, Tensor] | Sequence[str]
 
@@ -90,11 +91,14 @@ class UncertaintyMethod:
         return method
 
     @classmethod
-    def from_pretrained(cls, directory: str | Path, backbone: Backbone | None = None) -> UncertaintyMethod:
-        """Rebuild a method written by :meth:`save_pretrained` (any registered method)."""
+    def from_pretrained(
+        cls, directory: str | Path, backbone: Backbone | None = None, trust_remote_code: bool = False
+    ) -> UncertaintyMethod:
+        """Rebuild a method written by :meth:`save_pretrained` (any registered method);
+        ``trust_remote_code`` as in :func:`~bayeshead.methods.load_method`."""
         from bayeshead.methods.loading import load_method
 
-        method = load_method(directory, backbone=backbone)
+        method = load_method(directory, backbone=backbone, trust_remote_code=trust_remote_code)
         if not isinstance(method, cls):
             raise UserInputError(
                 f"{directory} holds a {type(method).__name__} (method.kind={method.name!r}), not a "
@@ -140,10 +144,16 @@ class UncertaintyMethod:
 
     # -- prediction -----------------------------------------------------------------------------
     def predict(
-        self, batch: Batch, *, n_samples: int | None = None, generator: torch.Generator | None = None
+        self,
+        batch: Batch,
+        *,
+        text_pair: Sequence[str] | None = None,
+        n_samples: int | None = None,
+        generator: torch.Generator | None = None,
     ) -> Predictive:
-        """The predictive for a tokenized batch or a list of texts."""
-        return self.model.predict(batch, n_samples=n_samples, generator=generator)
+        """The predictive for a tokenized batch, a list of texts, or (``text_pair``) text pairs;
+        regression predictives are in the targets' units."""
+        return self.model.predict(batch, text_pair=text_pair, n_samples=n_samples, generator=generator)
 
     @contextlib.contextmanager
     def evaluating(self) -> Iterator[None]:
@@ -190,3 +200,35 @@ def seeded_passes(
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
         return torch.stack([run() for _ in range(n)])
+
+
+def mixture(parts: Sequence[Predictive]) -> Predictive:
+    """The equal-weight mixture (1/S)·Σ_s p_s of S predictives of one kind: categorical ones by
+    :meth:`~bayeshead.types.CategoricalPredictive.from_sample_log_probs` (member probabilities
+    kept as samples), Gaussian ones moment-matched by
+    :meth:`~bayeshead.types.GaussianPredictive.from_samples` (mean of the means; variance = mean
+    of (v_s + μ_s²) − μ²; the variance of the means kept as the epistemic part)."""
+    from bayeshead.types import CategoricalPredictive, GaussianPredictive
+
+    parts = list(parts)
+    if not parts:
+        raise ValueError("mixture needs at least one predictive")
+    if all(isinstance(p, CategoricalPredictive) for p in parts):
+        return CategoricalPredictive.from_sample_log_probs(torch.stack([p.log_probs for p in parts]))  # type: ignore[misc]
+    if all(isinstance(p, GaussianPredictive) for p in parts):
+        means = torch.stack([p.mean for p in parts])  # type: ignore[attr-defined]
+        return GaussianPredictive.from_samples(means, torch.stack([p.var for p in parts]))  # type: ignore[attr-defined]
+    kinds = sorted({type(p).__name__ for p in parts})
+    raise TypeError(f"mixture: the predictives must all be categorical or all Gaussian, got {kinds}")
+
+
+def seeded_mixture(model: torch.nn.Module, n: int, generator: torch.Generator | None, run: Any) -> Predictive:
+    """:func:`mixture` of ``n`` predictives ``run()``, drawn like :func:`seeded_passes` (torch's
+    global RNG seeded from ``generator`` inside ``fork_rng``; the caller's RNG state is untouched)."""
+    seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+    param = next(iter(model.parameters()), None)
+    devices = [param.device] if param is not None and param.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        parts = [run() for _ in range(n)]
+    return mixture(parts)

@@ -31,19 +31,20 @@ prediction.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
-from typing import Literal
+from collections.abc import Iterator, Sequence
+from typing import ClassVar, Literal
 
 import torch
-from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt
+from pydantic import Field, NonNegativeInt, PositiveFloat
 from torch import Tensor
 
 from bayeshead.config import ExperimentConfig
 from bayeshead.errors import UserInputError
-from bayeshead.methods.base import Batch, MethodConfig, UncertaintyMethod, seeded_passes
+from bayeshead.methods.base import Batch, MethodConfig, UncertaintyMethod, seeded_mixture
 from bayeshead.registry import METHODS
+from bayeshead.search_space import LogUniform, SearchSpace
 from bayeshead.training.hooks import StepInfo, TrainingHooks
-from bayeshead.types import CategoricalPredictive, Predictive
+from bayeshead.types import Predictive
 
 __all__ = ["BLoB", "BLoBConfig", "kl_weight"]
 
@@ -52,6 +53,10 @@ _NAME = "method blob"
 
 class BLoBConfig(MethodConfig):
     kind: Literal["blob"] = "blob"
+    search_space: ClassVar[SearchSpace] = {
+        "method.prior_std": LogUniform(low=0.01, high=1.0),
+        "method.init_eps": LogUniform(low=0.005, high=0.2),
+    }
     prior_std: PositiveFloat = Field(0.2, description="β: the prior N(0, β²) on every entry of A.")
     init_eps: PositiveFloat = Field(0.05, description="ε: ρ starts uniform in [ε/√2, ε] (σ = ρ²).")
     n_samples: NonNegativeInt = Field(10, description="N, sampled passes per prediction; 0 = the mean model.")
@@ -94,7 +99,7 @@ class BLoB(UncertaintyMethod):
             )
 
     def prepare_model(self) -> None:
-        from bayeshead.adapters.bayesian_lora import bayesianize_lora, bayesian_lora_modules
+        from bayeshead.adapters.bayesian_lora import bayesian_lora_modules, bayesianize_lora
 
         generator = torch.Generator().manual_seed(self.model.config.training.seed)
         bayesianize_lora(
@@ -131,8 +136,10 @@ class BLoB(UncertaintyMethod):
             pi = kl_weight(info.step_in_epoch, info.steps_per_epoch, cfg.kl_reweighting)
             return {"kl_adapters": self.kl() * (pi * info.steps_per_epoch / float(n))}
 
-        def validation_predict(texts: list[str], generator: torch.Generator | None = None) -> Predictive:
-            return self.predict(texts, n_samples=cfg.validation_samples, generator=generator)
+        def validation_predict(
+            texts: list[str], text_pair: list[str] | None = None, generator: torch.Generator | None = None
+        ) -> Predictive:
+            return self.predict(texts, text_pair=text_pair, n_samples=cfg.validation_samples, generator=generator)
 
         hooks = TrainingHooks(
             validation_predict=validation_predict,
@@ -167,25 +174,30 @@ class BLoB(UncertaintyMethod):
     # -- prediction -----------------------------------------------------------------------------
     @torch.no_grad()
     def predict(
-        self, batch: Batch, *, n_samples: int | None = None, generator: torch.Generator | None = None
-    ) -> CategoricalPredictive:
-        """The average of N sampled passes (N = 0: the mean model, one pass)."""
+        self,
+        batch: Batch,
+        *,
+        text_pair: Sequence[str] | None = None,
+        n_samples: int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Predictive:
+        """The average of N sampled passes (N = 0: the mean model, one pass); for a regression
+        head the moment-matched mixture of the N Gaussians (:func:`~bayeshead.methods.base.mixture`),
+        in the targets' units."""
         n = int(self.config.n_samples if n_samples is None else n_samples)
         if n < 0:
             raise UserInputError(f"{_NAME}: n_samples must be >= 0 (0 = the mean model), got {n_samples}")
         model = self.model
-        batch = model.as_batch(batch)
+        batch = model.as_batch(batch, text_pair)
         with self.evaluating():
             if n == 0:
                 with self._sampling(False):
                     pred = model.head.predict(model.features(batch), generator=generator)
-                if not isinstance(pred, CategoricalPredictive):
-                    raise TypeError(f"{_NAME}: expected a classification head, got {type(pred).__name__}")
-                return pred
+                return model.to_target_units(pred)
 
-            def one_pass() -> Tensor:
-                return model.head.predict(model.features(batch), n_samples=1, generator=generator).log_probs
+            def one_pass() -> Predictive:
+                return model.head.predict(model.features(batch), n_samples=1, generator=generator)
 
             with self._sampling(True):
-                log_probs = seeded_passes(model, n, generator, one_pass)
-        return CategoricalPredictive.from_sample_log_probs(log_probs)
+                pred = seeded_mixture(model, n, generator, one_pass)
+        return model.to_target_units(pred)

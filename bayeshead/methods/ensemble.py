@@ -12,16 +12,18 @@ the mixture
 
     p(y | x) = (1/M)·Σ_m p_m(y | x),
 
-with the member probabilities kept as samples (mutual information). Cost: M backbone passes per
+with the member probabilities kept as samples (mutual information); for a regression head the
+M Gaussians are moment-matched (mean of the means, variance = mean of the variances + the
+variance of the means, the latter kept as the epistemic part). Cost: M backbone passes per
 prediction, M trainings. An ensemble of heads on one feature pass is the ``ensemble`` *head*.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 import torch
 from pydantic import Field, conint
@@ -29,9 +31,10 @@ from torch import Tensor
 
 from bayeshead.config import ExperimentConfig
 from bayeshead.errors import UserInputError
-from bayeshead.methods.base import Batch, MethodConfig, UncertaintyMethod
+from bayeshead.methods.base import Batch, MethodConfig, UncertaintyMethod, mixture
 from bayeshead.registry import ADAPTERS, HEADS, METHODS
-from bayeshead.types import CategoricalPredictive
+from bayeshead.search_space import SearchSpace
+from bayeshead.types import Predictive
 
 if TYPE_CHECKING:
     from bayeshead.data import TextDataset
@@ -43,6 +46,9 @@ __all__ = ["AdapterEnsemble", "AdapterEnsembleConfig"]
 
 class AdapterEnsembleConfig(MethodConfig):
     kind: Literal["ensemble"] = "ensemble"
+    # no option of its own: the members (the cost) stay as the suite sets them; the members' adapter,
+    # head and optimizer options are tuned through their own spaces
+    search_space: ClassVar[SearchSpace] = {}
     members: conint(ge=2) = Field(5, description="M, the number of adapter + head members (at least 2).")  # type: ignore[valid-type]
 
 
@@ -152,21 +158,27 @@ class AdapterEnsemble(UncertaintyMethod):
                 rows = trainer.fit(train, val)
             self.history.extend({**row, "member": float(m)} for row in rows)
             self.posthoc.update({f"member{m}/{k}": v for k, v in trainer.posthoc.items()})
+        # every member standardised the same training targets; the mixture maps back with that scaler
+        self.model.target_scaler = self._views[0].target_scaler
         return self.history
 
     @torch.no_grad()
     def predict(
-        self, batch: Batch, *, n_samples: int | None = None, generator: torch.Generator | None = None
-    ) -> CategoricalPredictive:
-        """The mixture of the M member predictives (M backbone passes)."""
-        batch = self.model.as_batch(batch)
-        log_probs = []
+        self,
+        batch: Batch,
+        *,
+        text_pair: Sequence[str] | None = None,
+        n_samples: int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Predictive:
+        """The mixture of the M member predictives (M backbone passes), in the targets' units."""
+        batch = self.model.as_batch(batch, text_pair)
+        parts = []
         with self.evaluating():
             for m in range(self.members):
                 with self.member(m) as view:
-                    pred = view.head.predict(view.features(batch), n_samples=n_samples, generator=generator)
-                log_probs.append(pred.log_probs)
-        return CategoricalPredictive.from_sample_log_probs(torch.stack(log_probs))
+                    parts.append(view.head.predict(view.features(batch), n_samples=n_samples, generator=generator))
+        return self.model.to_target_units(mixture(parts))
 
     # -- persistence ----------------------------------------------------------------------------
     def extra_state(self) -> dict[str, Tensor]:

@@ -17,7 +17,8 @@ posterior is saved with the model and restored by ``load_method``.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 import torch
 from pydantic import Field, PositiveFloat, PositiveInt
@@ -27,6 +28,7 @@ from bayeshead.config import ExperimentConfig
 from bayeshead.errors import UserInputError
 from bayeshead.methods.base import Batch, MethodConfig, UncertaintyMethod
 from bayeshead.registry import METHODS
+from bayeshead.search_space import LogUniform, SearchSpace
 from bayeshead.types import CategoricalPredictive
 
 if TYPE_CHECKING:
@@ -40,6 +42,10 @@ _NAME = "method laplace_lora"
 
 class LaplaceLoRAConfig(MethodConfig):
     kind: Literal["laplace_lora"] = "laplace_lora"
+    search_space: ClassVar[SearchSpace] = {
+        # only where the marginal likelihood does not choose δ
+        "method.prior_precision": LogUniform(low=1e-2, high=1e4, when={"method.prior_optimization": "none"}),
+    }
     parameters: Literal["auto", "lora", "polar_theta"] = Field(
         "auto", description="Which adapter tensors get the Gaussian: LoRA A/B, PoLAR Θ, or whichever is present."
     )
@@ -64,6 +70,14 @@ class LaplaceLoRA(UncertaintyMethod):
     def check_config(cls, config: ExperimentConfig) -> None:
         if config.adapter is None:
             raise UserInputError(f"{_NAME}: the posterior is over adapter parameters, but the config has no adapter; set adapter.kind")
+        from bayeshead.registry import HEADS
+
+        if HEADS.get(config.head.kind).task_type == "regression":
+            raise UserInputError(
+                f"{_NAME} is for classification only: its GLM predictive linearises a softmax head, but "
+                f"head.kind={config.head.kind!r} is a regression head; for regression with a Laplace posterior "
+                "use head.kind=laplace_regression (last-layer Laplace, closed-form Gaussian predictive)"
+            )
         if config.head.kind != "deterministic":
             raise UserInputError(
                 f"{_NAME}: the GLM predictive linearises a MAP softmax head, got head.kind={config.head.kind!r}; "
@@ -75,12 +89,16 @@ class LaplaceLoRA(UncertaintyMethod):
 
     def fit_posthoc(self, train: TextDataset, val: TextDataset | None) -> dict[str, float]:
         """Fit the posterior at the MAP adapters on ``train`` and choose δ."""
-        from bayeshead.methods.adapter_laplace import fit_adapter_laplace, optimize_log_prior_precision
+        from bayeshead.methods.adapter_laplace import (
+            fit_adapter_laplace,
+            optimize_log_prior_precision,
+        )
 
         cfg = self.config
         laplace = fit_adapter_laplace(
             self.model,
-            train.batches(cfg.fit_batch_size),
+            # tokenized here so that text pairs (TextBatch.text_pair) reach the backbone as pairs
+            ((self.model.as_batch(b.texts, b.text_pair), b.labels) for b in train.batches(cfg.fit_batch_size)),
             params=cfg.parameters,
             prior_precision=cfg.prior_precision,
             structure=cfg.hessian_structure,
@@ -92,13 +110,18 @@ class LaplaceLoRA(UncertaintyMethod):
 
     @torch.no_grad()
     def predict(
-        self, batch: Batch, *, n_samples: int | None = None, generator: torch.Generator | None = None
+        self,
+        batch: Batch,
+        *,
+        text_pair: Sequence[str] | None = None,
+        n_samples: int | None = None,
+        generator: torch.Generator | None = None,
     ) -> CategoricalPredictive:
         if self.laplace is None:
             raise UserInputError(
                 f"{_NAME}: no posterior yet; call fit(train, val) first (a saved model restores its posterior)"
             )
-        batch = self.model.as_batch(batch)
+        batch = self.model.as_batch(batch, text_pair)
         with self.evaluating():
             return self.laplace.predict(
                 batch, link=self.config.link, n_samples=n_samples or self.config.n_samples, generator=generator

@@ -27,16 +27,18 @@ The σ live in the adapters (ρ = √σ, frozen), so a saved model predicts iden
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 import torch
 from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt, model_validator
 from torch import Tensor
 
 from bayeshead.errors import UserInputError
-from bayeshead.methods.blob import BLoB
 from bayeshead.methods.base import MethodConfig
+from bayeshead.methods.blob import BLoB
 from bayeshead.registry import METHODS
+from bayeshead.search_space import LogUniform, SearchSpace
+from bayeshead.types import GaussianPredictive, Predictive
 
 if TYPE_CHECKING:
     from bayeshead.data import TextDataset
@@ -48,6 +50,7 @@ _NAME = "method tfb"
 
 class TFBConfig(MethodConfig):
     kind: Literal["tfb"] = "tfb"
+    search_space: ClassVar[SearchSpace] = {"method.threshold": LogUniform(low=1e-3, high=0.1)}
     beta_min: PositiveFloat = Field(1e-3, description="Lower end of the β search.")
     beta_max: PositiveFloat = Field(0.2, description="Upper end of the β search.")
     threshold: PositiveFloat = Field(0.01, description="Largest relative increase of the anchor-set NLL allowed.")
@@ -92,11 +95,17 @@ class TFB(BLoB):
         for name, module in self._modules.items():
             module.set_std(tfb_std(singular_values[name], beta, module.in_features), trainable=False)
 
-    def _anchor(self, train: TextDataset) -> tuple[list[str], Tensor]:
+    def _anchor_data(self, train: TextDataset) -> TextDataset:
+        """The anchor set: ``anchor_size`` training examples (pairs kept), drawn with the training seed."""
         n = len(train)
         size = n if self.config.anchor_size is None else min(self.config.anchor_size, n)
         order = torch.randperm(n, generator=torch.Generator().manual_seed(self.model.config.training.seed))[:size]
-        return [train.texts[i] for i in order.tolist()], train.labels[order]
+        return train.subset(order, name="tfb-anchor")
+
+    def _anchor(self, train: TextDataset) -> tuple[list[str], Tensor]:
+        """The anchor set's first texts and targets (see :meth:`_anchor_data`)."""
+        anchor = self._anchor_data(train)
+        return anchor.texts, anchor.labels
 
     def fit_posthoc(self, train: TextDataset, val: TextDataset | None) -> dict[str, float]:
         """Re-parameterise every LoRA by the SVD of B, then search β on the anchor set."""
@@ -112,17 +121,27 @@ class TFB(BLoB):
                 module.lora_B.copy_(b_new)
                 module.lora_A.copy_(a_new)
                 singular_values[name] = d
-        texts, labels = self._anchor(train)
+        anchor = self._anchor_data(train)
         batch = self.model.config.evaluation.batch_size
         seed = self.model.config.training.seed
 
+        def predict_anchor(samples: int) -> Predictive:
+            def predict(texts: list[str], **kwargs: object) -> Predictive:
+                return self.predict(texts, n_samples=samples, **kwargs)  # type: ignore[arg-type]
+
+            return predict_dataset(predict, anchor.texts, batch, seed, text_pair=anchor.text_pair)
+
         def anchor_nll(samples: int) -> float:
-            pred = predict_dataset(lambda t, generator: self.predict(t, n_samples=samples, generator=generator), texts, batch, seed)
-            return float(pred.nll(targets).mean())
+            return float(predict_anchor(samples).nll(targets).mean())
 
         self._set_beta(0.0, singular_values)
-        base = predict_dataset(lambda t, generator: self.predict(t, n_samples=0, generator=generator), texts, batch, seed)
-        targets = labels if cfg.anchor_targets == "labels" else base.probs.argmax(-1)
+        base = predict_anchor(0)
+        if cfg.anchor_targets == "labels":
+            targets = anchor.labels
+        elif isinstance(base, GaussianPredictive):
+            targets = base.mean  # the mean model's own predictions
+        else:
+            targets = base.probs.argmax(-1)  # type: ignore[attr-defined]
         nll0 = float(base.nll(targets).mean())
         if nll0 <= 0.0:
             raise UserInputError(f"{_NAME}: the mean model's anchor NLL is {nll0}; a relative increase is undefined")
@@ -134,10 +153,30 @@ class TFB(BLoB):
         beta, history = largest_feasible(
             relative_increase, cfg.beta_min, cfg.beta_max, cfg.threshold, iterations=cfg.iterations
         )
+        self._warn_at_limit(beta, history)
         self._set_beta(beta, singular_values)
         self.beta = float(beta)
         final = dict(history).get(beta, float("nan"))
         return {"tfb_beta": self.beta, "tfb_anchor_nll0": nll0, "tfb_relative_increase": final, "tfb_evaluations": float(len(history))}
+
+    def _warn_at_limit(self, beta: float, history: list[tuple[float, float]]) -> None:
+        """Warn when β is ``beta_max`` (even the largest β kept the NLL increase under the
+        threshold) or ``beta_min`` with f(beta_min) over the threshold (no β was feasible)."""
+        from bayeshead.posthoc_bounds import warn_at_bound
+
+        cfg = self.config
+        if beta >= cfg.beta_max:
+            warn_at_bound(
+                f"{_NAME}: β", beta, cfg.beta_min, cfg.beta_max, "upper",
+                f"even β = beta_max changed the anchor NLL by a relative {history[0][1]:+.3g}, within the threshold "
+                f"{cfg.threshold:g}; raise beta_max to let the posterior widen further",
+            )
+        elif beta <= cfg.beta_min and history[-1][0] == beta and not history[-1][1] <= cfg.threshold:
+            warn_at_bound(
+                f"{_NAME}: β", beta, cfg.beta_min, cfg.beta_max, "lower",
+                f"even β = beta_min changed the anchor NLL by a relative {history[-1][1]:+.3g}, over the threshold "
+                f"{cfg.threshold:g}; lower beta_min or raise the threshold",
+            )
 
     # -- persistence: σ lives in the adapters; β is kept for the record ---------------------------
     def extra_state(self) -> dict[str, Tensor]:

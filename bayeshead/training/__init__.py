@@ -7,11 +7,14 @@ from bayeshead.training.checkpoint import (
     save_checkpoint,
 )
 from bayeshead.training.distributed import DistContext, init_distributed
+from bayeshead.training.feature_fit import FeatureFit, fit_head_on_features
 from bayeshead.training.hooks import StepInfo, TrainingHooks
 from bayeshead.training.trainer import Trainer
 
 __all__ = [
     "Trainer",
+    "fit_head_on_features",
+    "FeatureFit",
     "TrainingHooks",
     "StepInfo",
     "DistContext",

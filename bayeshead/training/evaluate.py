@@ -24,7 +24,7 @@ def collect_features(model: BayesianModel, data: TextDataset, batch_size: int | 
     was_training = model.training
     model.eval()
     try:
-        parts = [model.features(texts) for texts, _ in data.batches(batch_size)]
+        parts = [model.features(batch.texts, batch.text_pair) for batch in data.batches(batch_size)]
     finally:
         model.train(was_training)
     return torch.cat(parts)
@@ -39,16 +39,23 @@ def evaluate_nll(
     predict: Callable[..., Any] | None = None,
 ) -> float:
     """Mean predictive NLL over ``data`` of the model being trained (``predict(texts,
-    generator=...)``, default ``model.predict``): summed per example and divided by N (never a
-    mean of batch means). Under DDP each rank scores a slice and the sums are all-reduced."""
+    generator=...)``, with ``text_pair=...`` for paired data; default ``model.predict``): summed
+    per example and divided by N (never a mean of batch means). Under DDP each rank scores a
+    slice and the sums are all-reduced. Regression NLL is in the targets' own units.
+
+    It runs inside the head's :meth:`~bayeshead.heads.base.UncertaintyHead.training_predictive`:
+    a head whose predictive needs its post-hoc fit (Laplace, temperature) is scored with its MAP
+    network while training, where predicting outside the trainer would refuse."""
     ctx = ctx or DistContext()
     index = torch.tensor_split(torch.arange(len(data)), ctx.world_size)[ctx.rank]
     part = data.subset(index) if ctx.enabled else data
     generator = torch.Generator().manual_seed(seed)
     predict = predict or model.predict
     total = 0.0
-    for texts, labels in part.batches(model.config.evaluation.batch_size):
-        predictive = predict(texts, generator=generator)
-        total += float(predictive.nll(labels).sum())
+    with model.head.training_predictive():
+        for batch in part.batches(model.config.evaluation.batch_size):
+            pairs = {} if batch.text_pair is None else {"text_pair": batch.text_pair}
+            predictive = predict(batch.texts, generator=generator, **pairs)
+            total += float(predictive.nll(batch.labels).sum())
     total, count = ctx.all_reduce_sum([total, len(part)])
     return total / count

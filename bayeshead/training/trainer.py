@@ -23,6 +23,7 @@ the batches already seen and ends with exactly the parameters of an uninterrupte
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import logging
 import math
@@ -34,6 +35,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from bayeshead.seeding import seed_everything
 from bayeshead.training.checkpoint import (
     CheckpointError,
     latest_checkpoint,
@@ -62,12 +64,27 @@ _RESUMABLE_CHANGES = {"progress", "checkpoint_every", "keep_checkpoints", "log_e
 
 
 def data_fingerprint(data: TextDataset) -> str:
-    """sha256 over texts and labels: a resumed run must see the same data."""
+    """sha256 over texts, second texts and labels: a resumed run must see the same data.
+
+    Class labels enter as int64 bytes; regression targets as their exact bytes with dtype and
+    shape (a changed digit in the 7th decimal changes the fingerprint); pairs add every second
+    text after a marker. Single-text classification data hash as they always did, so existing
+    checkpoints stay resumable."""
     digest = hashlib.sha256()
     for text in data.texts:
         digest.update(text.encode("utf-8", "surrogatepass"))
         digest.update(b"\0")
-    digest.update(data.labels.to(torch.int64).numpy().tobytes())
+    if getattr(data, "target_type", "classification") == "regression":
+        labels = data.labels.detach().cpu().contiguous()
+        digest.update(f"regression:{labels.dtype}:{tuple(labels.shape)}".encode())
+        digest.update(labels.numpy().tobytes())
+    else:
+        digest.update(data.labels.to(torch.int64).numpy().tobytes())
+    if getattr(data, "text_pair", None) is not None:
+        digest.update(b"\0text_pair\0")
+        for text in data.text_pair:
+            digest.update(text.encode("utf-8", "surrogatepass"))
+            digest.update(b"\0")
     return digest.hexdigest()
 
 
@@ -230,7 +247,9 @@ class Trainer:
             for p in self.head_params:
                 p.requires_grad_(True)
 
-    def _train_step(self, texts: list[str], labels: Tensor, global_size: int) -> dict[str, float]:
+    def _train_step(
+        self, texts: list[str], labels: Tensor, global_size: int, text_pair: list[str] | None = None
+    ) -> dict[str, float]:
         model, ctx = self.model, self.ctx
         weight = len(texts) / global_size * ctx.world_size  # equal-weight examples across ranks
         features = None
@@ -238,7 +257,7 @@ class Trainer:
         with context:
             if texts:
                 with torch.set_grad_enabled(bool(self.body_params)):
-                    features = model.features(texts)
+                    features = model.features(texts, text_pair)
                 labels = labels.to(features.device)
             if self.cfg.mode == "joint":
                 loss = None if features is None else (lambda: model.head.loss(features, labels))
@@ -274,6 +293,12 @@ class Trainer:
         self._check_data(train, "training")
         if val is not None:
             self._check_data(val, "validation")
+        # the fingerprint is of the data as given; the steps and the post-hoc fit see standardised targets
+        fingerprint = data_fingerprint(train)
+        fit_train, fit_val = self._standardise(train, val)
+        from bayeshead.backbones.prefix_cache import cache_datasets
+
+        cache_datasets(model.backbone, train, val)  # backbone.cache_prefix: each split's prefix states, once
         if model.head.config.n_train is None:
             model.head.set_n_train(len(train))
         steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
@@ -288,8 +313,7 @@ class Trainer:
                 f"training.batch_size={cfg.batch_size} is the global batch and must be at least the "
                 f"number of processes ({ctx.world_size})"
             )
-        fingerprint = data_fingerprint(train)
-        torch.manual_seed(cfg.seed)
+        seed_everything(cfg.seed)  # training.seed: Python random, NumPy and torch
         self.step = 0
         stopped = False
         if self.resume:
@@ -312,7 +336,8 @@ class Trainer:
             for optimizer in self.optimizers.values():
                 apply_lr(optimizer, multiplier)
             self._step_info = StepInfo(self.step, total, batch_index, steps_per_epoch, multiplier)
-            row = self._train_step([train.texts[i] for i in mine], train.labels[mine], len(chunk))
+            pairs = None if fit_train.text_pair is None else [fit_train.text_pair[i] for i in mine]
+            row = self._train_step([fit_train.texts[i] for i in mine], fit_train.labels[mine], len(chunk), pairs)
             self.step += 1
             row = {"step": float(self.step), "epoch": float(epoch), "lr_multiplier": multiplier, **row}
             if self.step % cfg.log_every == 0 or self.step == total:
@@ -334,7 +359,7 @@ class Trainer:
         if early.best_state is not None:
             self._load_trainable_state(early.best_state)
         model.eval()
-        self.posthoc = run_posthoc(model, train, val)
+        self.posthoc = run_posthoc(model, fit_train, fit_val)
         if self.posthoc:
             logger.info("post-hoc: %s", self.posthoc)
         return self.history
@@ -352,9 +377,48 @@ class Trainer:
             return False
         return self.step % every == 0 or self.step == total or stopped
 
+    def _standardise(self, train: TextDataset, val: TextDataset | None) -> tuple[TextDataset, TextDataset | None]:
+        """Regression with ``training.standardize_targets``: fit the model's
+        :class:`~bayeshead.data.scaling.TargetScaler` on ``train`` (z = (y − m)/s per output) and
+        return both splits with standardised targets; otherwise the splits as given (and no
+        scaler). Validation NLL is scored on the original ``val`` with predictions mapped back."""
+        model = self.model
+        if model.head.task_type != "regression" or not self.cfg.standardize_targets:
+            model.target_scaler = None
+            return train, val
+        from bayeshead.data.scaling import TargetScaler
+
+        scaler = TargetScaler.fit(train.labels)
+        model.target_scaler = scaler
+
+        def scaled(data: TextDataset) -> TextDataset:
+            return dataclasses.replace(data, labels=scaler.transform(data.labels.double()).to(data.labels.dtype))
+
+        return scaled(train), None if val is None else scaled(val)
+
     def _check_data(self, data: TextDataset, what: str) -> None:
         if len(data) == 0:
             raise ValueError(f"{what} data is empty")
+        head = self.model.head
+        data_type = getattr(data, "target_type", "classification")
+        if head.task_type != data_type:
+            fix = (
+                "use a regression head (gaussian, laplace_regression, variance_scaling, vbll_regression)"
+                if data_type == "regression"
+                else "use a classification head (deterministic, vbll_classification, laplace, ...)"
+            )
+            raise ValueError(
+                f"{what} data ({getattr(data, 'name', 'data')}) has {data_type} targets but head.kind="
+                f"{head.config.kind!r} is a {head.task_type} head; {fix}, or load the data with "
+                f"target_type={head.task_type!r} (CLI: --target-type {head.task_type})"
+            )
+        if head.task_type == "regression":
+            if data.num_outputs != head.num_outputs:
+                raise ValueError(
+                    f"{what} data has {data.num_outputs} target column(s) but the head predicts "
+                    f"{head.num_outputs}; build the model with num_outputs=data.num_outputs"
+                )
+            return
         if self.model.head.task_type == "classification":
             top = int(data.labels.max())
             if top >= self.model.head.num_outputs:
