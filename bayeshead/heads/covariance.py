@@ -199,6 +199,18 @@ class GaussianRows(nn.Module):
         self.mean.copy_(mean.to(self.mean.dtype))
 
     @torch.no_grad()
+    def reset_covariance(self, std: float) -> None:
+        """Set every S_r to std²·I: diagonal std (all kinds), strict lower part 0 (dense), and the
+        low-rank factor redrawn small (1e-2·std/√rank, since F = 0 is a stationary point)."""
+        if not std > 0:
+            raise ValueError(f"the covariance standard deviation must be positive, got {std}")
+        self.log_scale.fill_(math.log(std))
+        if self.kind == "dense":
+            self.tril.zero_()
+        elif self.kind == "lowrank":
+            self.factor.copy_(torch.randn_like(self.factor) * (1e-2 * std / math.sqrt(self.rank)))
+
+    @torch.no_grad()
     def set_dense_covariance(self, covariance: Tensor) -> None:
         """Set S_r = ``covariance[r]`` (G, d, d), symmetric positive definite, through its
         Cholesky factor (dense parameterization only; G = 1 when the covariance is shared)."""

@@ -29,26 +29,35 @@ to all classes and cancels inside the softmax of the Jensen bound, so S enters t
 the penalty −½·φᵀSφ; it still scales each example's logits in the probit predictive. This is an
 option of ours: vbll 0.4.9 (``DiscClassification``) and the paper keep one S_c per class, which
 remains the default ("per_class").
+
+Empirical-Bayes prior (``prior_scale_rule="evidence"``; :mod:`bayeshead.heads.vbll_prior`):
+instead of a fixed s, the head collects the features and labels of its first ``evidence_examples``
+training examples (while collecting, s = 1/mean‖φ‖², a prior logit standard deviation of 1 on any
+backbone) and then sets s to the maximiser of the Laplace-approximated evidence of the linear
+softmax model on them (MacKay 1992). ``prior_scale`` and ``prior_width_scaling`` are then unused;
+s is a buffer, saved and loaded with the head.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 from pydantic import Field, PositiveFloat, PositiveInt
 from torch import Tensor
 
-from bayeshead.heads.base import check_class_targets
+from bayeshead.heads.base import check_class_targets, check_features
 from bayeshead.heads.covariance import GaussianRows
 from bayeshead.heads.vbll_common import (
     VBLLConfigBase,
     WidthScaling,
     elbo_terms,
 )
+from bayeshead.heads.vbll_prior import evidence_prior_var, feature_norm_prior_var
 from bayeshead.heads.vbll_rows import VBLLRowsHead
 from bayeshead.registry import HEADS
+from bayeshead.search_space import LogUniform, SearchSpace
 from bayeshead.types import CategoricalPredictive, LossTerms
 
 __all__ = ["VBLLClassificationHead", "VBLLClassificationConfig", "probit_logits"]
@@ -63,6 +72,10 @@ def probit_logits(mean: Tensor, var: Tensor) -> Tensor:
 
 class VBLLClassificationConfig(VBLLConfigBase):
     kind: Literal["vbll_classification"] = "vbll_classification"
+    search_space: ClassVar[SearchSpace] = {
+        "head.prior_scale": LogUniform(low=0.1, high=100.0),
+        "head.noise_init": LogUniform(low=0.05, high=1.0),
+    }
     prior_width_scaling: WidthScaling = Field(
         "2/d", description="Prior variance s₀ ('none'), s₀/d ('1/d') or 2s₀/d ('2/d', vbll's default)."
     )
@@ -80,6 +93,17 @@ class VBLLClassificationConfig(VBLLConfigBase):
         description="'per_class': one covariance S_c per class (vbll); 'shared': one S for all classes "
         "(d² instead of C·d² numbers when dense; a faster step at LLM width).",
     )
+    prior_scale_rule: Literal["fixed", "evidence"] = Field(
+        "fixed",
+        description="'fixed': prior variance from `prior_scale` and `prior_width_scaling`; 'evidence': "
+        "empirical Bayes, the s maximising the Laplace evidence of the first `evidence_examples` training "
+        "examples (invariant to the feature scale; prior_scale is then unused).",
+    )
+    evidence_examples: PositiveInt = Field(
+        512,
+        description="prior_scale_rule='evidence': how many of the first training examples (or all, if "
+        "fewer) choose s; until then s = 1/mean‖φ‖² (prior logit standard deviation 1).",
+    )
 
 
 @HEADS.register("vbll_classification", config=VBLLClassificationConfig)
@@ -89,8 +113,78 @@ class VBLLClassificationHead(VBLLRowsHead):
     Config = VBLLClassificationConfig
     config: VBLLClassificationConfig
 
+    def __init__(self, in_features: int, num_outputs: int, config: VBLLClassificationConfig | None = None) -> None:
+        super().__init__(in_features, num_outputs, config)
+        if self.empirical_bayes:
+            # s (float64, for 1/s and log s of tiny variances) and the stage: 0 not started,
+            # 1 collecting the first examples, 2 chosen by the evidence
+            self.register_buffer("eb_prior_var", torch.tensor(self._fixed_prior_var, dtype=torch.float64))
+            self.register_buffer("eb_stage", torch.tensor(0, dtype=torch.long))
+        self._means_given = False
+        self._eb_features: list[Tensor] = []
+        self._eb_labels: list[Tensor] = []
+
+    @torch.no_grad()
+    def init_from_linear(self, weight: Any, bias: Tensor | None = None) -> Any:
+        """As :meth:`VBLLRowsHead.init_from_linear`; the empirical-Bayes start then keeps these means."""
+        super().init_from_linear(weight, bias)
+        self._means_given = True
+        return self
+
     def shares_covariance(self) -> bool:
         return self.config.covariance_sharing == "shared"
+
+    # -- prior variance (fixed, or empirical Bayes: bayeshead.heads.vbll_prior) ---------------------
+    @property
+    def empirical_bayes(self) -> bool:
+        return self.config.prior_scale_rule == "evidence"
+
+    @property
+    def prior_var(self) -> float:
+        """s of the prior N(0, s·I): the fixed value, or the current empirical-Bayes estimate."""
+        if self.empirical_bayes and hasattr(self, "eb_prior_var"):
+            return float(self.eb_prior_var)
+        return self._fixed_prior_var
+
+    @prior_var.setter
+    def prior_var(self, value: float) -> None:
+        self._fixed_prior_var = float(value)
+
+    @torch.no_grad()
+    def update_prior(self, features: Tensor, targets: Tensor) -> float:
+        """The empirical-Bayes step (``prior_scale_rule="evidence"``, training batches only).
+
+        First batch: s = 1/mean‖φ‖², S_c = s·I (unless ``init_std`` is set), and means redrawn from
+        N(0, (0.1·√s)²), initial logits of standard deviation 0.1 (unless ``mean_init_std`` is set or
+        the means came from ``init_from_linear``). The batches are kept (a batch equal to the last
+        one, seen again by another head step or by the adapter block, once) until ``evidence_examples``
+        examples (or ``n_train``, if fewer) are in; then s ← argmax of the Laplace evidence on them
+        (:func:`~bayeshead.heads.vbll_prior.evidence_prior_var`) and the kept features are dropped.
+        Returns s."""
+        stage = int(self.eb_stage)
+        if stage == 2:
+            return float(self.eb_prior_var)
+        if stage == 0:
+            start = feature_norm_prior_var(features)
+            if self.config.init_std is None:
+                self.posterior.reset_covariance(math.sqrt(start))
+            if self.config.mean_init_std is None and not self._means_given:
+                mean = self.posterior.mean
+                mean.copy_(torch.randn_like(mean) * (0.1 * math.sqrt(start)))
+            self.eb_prior_var.fill_(start)
+            self.eb_stage.fill_(1)
+        phi = features.detach().double().cpu()
+        if self._eb_features and torch.equal(phi, self._eb_features[-1]):
+            return float(self.eb_prior_var)  # the same batch again (head steps, then the adapter block)
+        self._eb_features.append(phi)
+        self._eb_labels.append(targets.detach().long().cpu())
+        wanted = min(self.config.evidence_examples, self.config.n_train or self.config.evidence_examples)
+        if sum(len(y) for y in self._eb_labels) >= wanted:
+            phi, y = torch.cat(self._eb_features), torch.cat(self._eb_labels)
+            self.eb_prior_var.fill_(evidence_prior_var(phi, y, self.num_outputs))
+            self.eb_stage.fill_(2)
+            self._eb_features, self._eb_labels = [], []
+        return float(self.eb_prior_var)
 
     # -- pieces ------------------------------------------------------------------------------
     def logit_moments(self, features: Tensor) -> tuple[Tensor, Tensor]:
@@ -108,6 +202,10 @@ class VBLLClassificationHead(VBLLRowsHead):
     # -- interface ---------------------------------------------------------------------------
     def loss(self, features: Tensor, targets: Tensor) -> LossTerms:
         # −(Jensen bound): an upper bound on the expected NLL, named for what it holds.
+        if self.empirical_bayes and self.training and torch.is_grad_enabled():
+            # before the forward pass: the first call resets S_c in place
+            phi = check_features(features, self.in_features, _NAME)
+            self.update_prior(phi, check_class_targets(targets, phi.shape[0], self.num_outputs, _NAME))
         nll_bound = -self.jensen_bound(features, targets).mean()
         return elbo_terms("nll_bound", nll_bound, self)
 
