@@ -39,6 +39,7 @@ from bayeshead.training.checkpoint import (
     _temporary,
     _write_bytes,
 )
+from bayeshead.training.checkpoint import _install as _install_by_renames
 
 __all__ = ["MANIFEST_FILE", "FolderError", "write_folder", "verify_folder", "exchange", "interrupted_leftovers"]
 
@@ -78,22 +79,11 @@ def _install(folder: Path, target: Path) -> None:
     """Put the complete ``folder`` at ``target``, replacing an existing folder there."""
     if target.is_symlink() or (target.exists() and not target.is_dir()):
         raise UserInputError(f"{target} exists and is not a folder; choose another output path or remove it")
-    if not target.exists():
-        os.replace(folder, target)
-    elif exchange(folder, target):
+    if target.exists() and exchange(folder, target):
         shutil.rmtree(folder, ignore_errors=True)  # ``folder`` now holds the old contents
-    else:
-        old = _temporary(target.parent, f"old-{target.name}")
-        with _claimed(old):
-            os.replace(target, old)
-            try:
-                os.replace(folder, target)
-            except BaseException:
-                os.replace(old, target)
-                raise
-            _fsync_dir(target.parent)
-            shutil.rmtree(old, ignore_errors=True)
-    _fsync_dir(target.parent)
+        _fsync_dir(target.parent)
+    else:  # no target yet, or no atomic exchange here: the checkpoints' two renames
+        _install_by_renames(folder, target)
 
 
 def _prune_stale(parent: Path, name: str) -> None:

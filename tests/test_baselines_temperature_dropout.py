@@ -14,8 +14,8 @@ from bayeshead.config import ExperimentConfig
 from bayeshead.errors import UserInputError
 from bayeshead.heads.deterministic import DeterministicHead
 from bayeshead.heads.mc_dropout import MCDropoutHead, MCDropoutHeadConfig
-from bayeshead.methods.mc_dropout import MCDropout
 from bayeshead.heads.temperature import TemperatureHead, TemperatureHeadConfig
+from bayeshead.methods.mc_dropout import MCDropout
 from bayeshead.model import BayesianModel
 from bayeshead.registry import HEADS
 

@@ -8,14 +8,12 @@ import json
 import statistics
 
 import pytest
-import torch
-from _helpers import SENTIMENT, tiny_model
+from _helpers import SENTIMENT
 
 from bayeshead.bench.report import aggregate, load_runs, markdown_table, pooled_bins
 from bayeshead.bench.suite import QUICK, SuiteConfig, load_suite
 from bayeshead.cli.main import main
 from bayeshead.config import ConfigError
-from bayeshead.data import TextDataset
 
 
 def _write_csv(path, rows, header=("text", "label")):

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from _helpers import SENTIMENT, tiny_decoder
+
 from bayeshead.config import ExperimentConfig, load_config
 from bayeshead.data import TextDataset
 from bayeshead.errors import BayesheadError

@@ -6,7 +6,6 @@ import importlib
 import inspect
 import pkgutil
 
-import bayeshead
 from bayeshead.errors import BayesheadError, UsageError, UserInputError
 
 

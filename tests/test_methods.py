@@ -6,8 +6,8 @@ import math
 
 import pytest
 import torch
-
 from _helpers import SENTIMENT, tiny_model
+
 from bayeshead.adapters import LoRALinear, adapter_modules, bayesian_lora_modules
 from bayeshead.data import TextDataset
 from bayeshead.errors import UserInputError

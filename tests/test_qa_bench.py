@@ -15,11 +15,11 @@ from pydantic import ValidationError
 
 from bayeshead.bench.data import qa_benchmark
 from bayeshead.bench.runner import init_heads_from_answers, method_config
-from bayeshead.methods.single import SingleModel
 from bayeshead.bench.suite import SuiteConfig, load_suite
 from bayeshead.cli.main import main
 from bayeshead.config import ConfigError, load_config
 from bayeshead.errors import UserInputError
+from bayeshead.methods.single import SingleModel
 from bayeshead.registry import TASKS
 from bayeshead.tasks import format_prompt, load_task
 from bayeshead.tasks.records import QARecord

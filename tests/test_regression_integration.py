@@ -8,10 +8,10 @@ import json
 
 import pytest
 import torch
+from _helpers import tiny_model
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from _helpers import tiny_model
 from bayeshead.data import TextDataset
 from bayeshead.errors import BayesheadError
 from bayeshead.evaluation import evaluate, per_example, predict_dataset
@@ -185,9 +185,10 @@ def test_validation_nll_of_pairs_is_in_target_units(offline_tokenizer):
 
 @pytest.mark.parametrize("kind", ["mc_dropout", "ensemble", "blob"])
 def test_sampling_methods_give_a_moment_matched_gaussian_with_an_epistemic_part(offline_tokenizer, kind):
+    from test_contract import _backbone
+
     from bayeshead.config import load_config
     from bayeshead.methods import build_method
-    from test_contract import _backbone
 
     extra = {"mc_dropout": ["adapter.dropout=0.2", "method.n_samples=4"], "ensemble": ["method.members=2"], "blob": ["method.n_samples=4"]}
     config = load_config(overrides=["training.progress=false", *_FAST, "head.kind=gaussian", f"method.kind={kind}", *extra[kind]])
@@ -214,8 +215,9 @@ def test_sampling_methods_give_a_moment_matched_gaussian_with_an_epistemic_part(
 
 @pytest.mark.parametrize("kind", ["mc_dropout", "ensemble", "blob", "tfb"])
 def test_methods_meet_the_contract_with_a_regression_head(kind, offline_tokenizer, tmp_path):
-    from bayeshead.config import load_config
     from test_contract import _BASE, _run_contract
+
+    from bayeshead.config import load_config
 
     config = load_config(overrides=[*_BASE, "head.kind=gaussian", f"method.kind={kind}"])
     _run_contract(offline_tokenizer, config, "regression", tmp_path)

@@ -127,7 +127,11 @@ def aggregate(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def _aggregated_keys(group: Sequence[dict[str, Any]]) -> list[str]:
     """The table and extra keys of the group's kind (classification or regression), then its OOD-set keys."""
-    from bayeshead.bench.regression_report import REGRESSION_COLUMNS, REGRESSION_EXTRA_KEYS, is_regression_run
+    from bayeshead.bench.regression_report import (
+        REGRESSION_COLUMNS,
+        REGRESSION_EXTRA_KEYS,
+        is_regression_run,
+    )
 
     if any(is_regression_run(r) for r in group):
         return [k for k, _, _ in REGRESSION_COLUMNS] + REGRESSION_EXTRA_KEYS + _EXTRA_KEYS + _ood_set_keys(group)

@@ -27,7 +27,6 @@ import torch
 from tqdm import tqdm
 
 from bayeshead.bench.data import BenchData
-from bayeshead.bench.report import slug
 from bayeshead.bench.resources import PeakMemory
 from bayeshead.bench.suite import MethodSpec, SuiteConfig
 from bayeshead.config import ExperimentConfig, load_config

@@ -261,7 +261,7 @@ def load_text_file(
         classes = sorted(set(raw_labels), key=_label_key)
         kinds = {type(label).__name__ for label in raw_labels}
         if len(kinds) > 1:
-            first = {kind: next(r for (r, _), lab in zip(records, raw_labels) if type(lab).__name__ == kind)
+            first = {kind: next(r for (r, _), lab in zip(records, raw_labels, strict=True) if type(lab).__name__ == kind)
                      for kind in sorted(kinds)}
             raise DataFileError(
                 f"{path}: the labels in {label_fields[0]!r} mix integers and strings (first int at row "
