@@ -16,12 +16,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from _helpers import tiny_model
 from safetensors.torch import load_file
 
 from bayeshead.model import BayesianModel
 from bayeshead.serialization import SerializationError
 from bayeshead.training.checkpoint import load_checkpoint, save_checkpoint
-from tests._helpers import tiny_model
 
 ROOT = Path(__file__).resolve().parents[1]
 

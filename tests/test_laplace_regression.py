@@ -8,12 +8,12 @@ import math
 import laplace
 import pytest
 import torch
+from _regression_helpers import train_full_batch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from bayeshead.heads.laplace_regression import LaplaceRegressionConfig, LaplaceRegressionHead
 from bayeshead.registry import HEADS
-from tests._regression_helpers import train_full_batch
 
 N, D, K = 60, 4, 2
 TOL = {"rtol": 1e-4, "atol": 1e-4}

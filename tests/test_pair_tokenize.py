@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from _helpers import tiny_decoder
 from pydantic import ValidationError
 
 from bayeshead.backbones.huggingface import HuggingFaceBackbone
 from bayeshead.backbones.pairs import format_pairs
 from bayeshead.config import BackboneConfig
-from tests._helpers import tiny_decoder
 
 A = ["A plane is taking off.", "A man is playing a flute.", "short"]
 B = ["An air plane is taking off.", "A man plays the flute on a stage in front of a crowd.", "also short"]

@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+from _regression_helpers import linear_gaussian, train_full_batch
 from scipy import optimize, stats
 
 from bayeshead.heads.gaussian import GaussianHead, GaussianHeadConfig
@@ -14,7 +15,6 @@ from bayeshead.heads.variance_scaling import VarianceScalingConfig, VarianceScal
 from bayeshead.heads.vbll_regression import VBLLRegressionConfig, VBLLRegressionHead
 from bayeshead.registry import HEADS
 from bayeshead.types import GaussianPredictive
-from tests._regression_helpers import linear_gaussian, train_full_batch
 
 REGRESSION_HEADS = ["gaussian", "laplace_regression", "variance_scaling", "vbll_regression"]
 

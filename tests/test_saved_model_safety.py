@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from _helpers import TEXTS, tiny_model
 from safetensors.torch import load_file, save_file
 
 from bayeshead.errors import UserInputError
 from bayeshead.methods import load_method
 from bayeshead.model import BayesianModel
 from bayeshead.serialization import LegacyFormatWarning, SerializationError, read_saved
-from tests._helpers import TEXTS, tiny_model
 
 
 @pytest.fixture(scope="module")

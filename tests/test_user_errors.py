@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from _helpers import train_cli_args
 from pydantic import ValidationError
 from safetensors.torch import load_file
 
 from bayeshead.cli.main import main
 from bayeshead.config import ConfigError, load_config
 from bayeshead.data.textfile import DataFileError, load_text_file
-from tests._helpers import train_cli_args
 
 
 @pytest.mark.parametrize(
