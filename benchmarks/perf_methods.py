@@ -96,13 +96,20 @@ def shared_copy(module: torch.nn.Module) -> torch.nn.Module:
 
 
 def build_backbone(kind: str, shape: str, tokens: int, device: str, dtype: torch.dtype):
-    """MiniLM (embedded, mean pooling) or a randomly initialised Llama of a named shape
-    (last-token pooling, no LM head: the features are the final normed hidden states)."""
+    """MiniLM (embedded, mean pooling), SmolLM2-135M (the packaged GGUF, last-token pooling) or
+    a randomly initialised Llama of a named shape (last-token pooling, no LM head: the features
+    are the final normed hidden states)."""
     from bayeshead.backbones.huggingface import HuggingFaceBackbone, resolve_model_path
 
     if kind == "minilm":
         backbone = HuggingFaceBackbone.from_pretrained(max_length=tokens)
         return backbone.to(device=device, dtype=dtype)
+    if kind == "smollm2":
+        from bayeshead.config import BackboneConfig
+
+        config = BackboneConfig(name_or_path="smollm2-135m", pooling="last_token", max_length=tokens,
+                                padding_side="left")
+        return HuggingFaceBackbone.from_config(config).to(device=device, dtype=dtype)
     from transformers import AutoTokenizer, LlamaConfig, LlamaModel
 
     if shape not in SHAPES:
@@ -129,7 +136,7 @@ def method_overrides(name: str, kind: str, batch: int, tokens: int) -> list[str]
     spec = [] if start is None else QUICK.select([start]).methods[0].overrides
     out = [*QUICK.base, *spec, *extra, *BENCH_OVERRIDES.get(name, []), f"training.batch_size={batch}",
            f"backbone.max_length={tokens}", "training.progress=false"]
-    if kind == "random":
+    if kind in ("random", "smollm2"):
         out.append("adapter.target_modules=[q_proj, v_proj]")  # the suite's query/value, Llama names
     return out
 
@@ -328,7 +335,8 @@ def header(args: argparse.Namespace, malloc_fixed: bool) -> str:
     memory = "torch.cuda.max_memory_allocated" if args.device.startswith("cuda") else (
         "VmHWM growth (clear_refs), mmap threshold 64 KiB" if malloc_fixed else "VmHWM growth (clear_refs)"
     )
-    backbone = "MiniLM (all-MiniLM-L6-v2)" if args.backbone == "minilm" else f"random Llama, shape {args.shape}"
+    backbone = {"minilm": "MiniLM (all-MiniLM-L6-v2)", "smollm2": "SmolLM2-135M (packaged GGUF, dequantized)"}.get(
+        args.backbone, f"random Llama, shape {args.shape}")
     return (
         f"{backbone}, {args.dtype}, device {args.device}, B={args.batch}, L={args.tokens}, rounds={args.rounds} "
         f"(+1 warm-up), threads={torch.get_num_threads()}, torch {torch.__version__}, {platform.machine()}; "
@@ -339,7 +347,7 @@ def header(args: argparse.Namespace, malloc_fixed: bool) -> str:
 # -- main ------------------------------------------------------------------------------------------
 def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backbone", choices=["minilm", "random"], default="minilm")
+    parser.add_argument("--backbone", choices=["minilm", "smollm2", "random"], default="minilm")
     parser.add_argument("--shape", default="llama-3.1-8b", help=f"with --backbone random: {', '.join(SHAPES)}")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--tokens", type=int, default=64)
@@ -351,7 +359,7 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--methods", nargs="+", default=None, choices=ALL_METHODS, help="default: all")
     args = parser.parse_args(argv)
     if args.dtype is None:
-        args.dtype = "float32" if args.backbone == "minilm" else "bfloat16"
+        args.dtype = "bfloat16" if args.backbone == "random" else "float32"
     if args.rounds < 1 or args.batch < 1 or args.tokens < 2:
         parser.error(f"need --rounds >= 1, --batch >= 1, --tokens >= 2; got {args.rounds}, {args.batch}, {args.tokens}")
     return args
