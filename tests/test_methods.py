@@ -148,7 +148,8 @@ def test_tfb_beta_is_the_largest_feasible_value_on_a_grid(offline_tokenizer):
         singular[name] = tfb_factors(module)[2]  # B' = U D already: its singular values are d again
     from bayeshead.evaluation import predict_dataset
 
-    texts, labels = method._anchor(data)
+    anchor = method._anchor_data(data)
+    texts, labels = anchor.texts, anchor.labels
     nll0 = method.posthoc["tfb_anchor_nll0"]
 
     def increase(beta: float) -> float:

@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from bayeshead.training.hooks import TrainingHooks
     from bayeshead.types import Predictive
 
-__all__ = ["MethodConfig", "UncertaintyMethod", "Batch", "seeded_passes", "mixture", "seeded_mixture"]
+__all__ = ["MethodConfig", "UncertaintyMethod", "Batch", "mixture", "seeded_mixture"]
 
 Batch = Mapping[str, Tensor] | Sequence[str]
 
@@ -188,20 +188,6 @@ class UncertaintyMethod:
         return f"{type(self).__name__}(config={self.config!r})"
 
 
-def seeded_passes(
-    model: torch.nn.Module, n: int, generator: torch.Generator | None, run: Any
-) -> Tensor:
-    """``torch.stack([run() for _ in range(n)])`` with torch's global RNG seeded from ``generator``
-    inside ``torch.random.fork_rng`` (dropout and Bayesian-LoRA noise draw from the global RNG),
-    so the passes are reproducible and the caller's RNG state is untouched."""
-    seed = int(torch.randint(0, 2**62, (1,), generator=generator))
-    param = next(iter(model.parameters()), None)
-    devices = [param.device] if param is not None and param.device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
-        return torch.stack([run() for _ in range(n)])
-
-
 def mixture(parts: Sequence[Predictive]) -> Predictive:
     """The equal-weight mixture (1/S)·Σ_s p_s of S predictives of one kind: categorical ones by
     :meth:`~bayeshead.types.CategoricalPredictive.from_sample_log_probs` (member probabilities
@@ -223,8 +209,9 @@ def mixture(parts: Sequence[Predictive]) -> Predictive:
 
 
 def seeded_mixture(model: torch.nn.Module, n: int, generator: torch.Generator | None, run: Any) -> Predictive:
-    """:func:`mixture` of ``n`` predictives ``run()``, drawn like :func:`seeded_passes` (torch's
-    global RNG seeded from ``generator`` inside ``fork_rng``; the caller's RNG state is untouched)."""
+    """:func:`mixture` of ``n`` predictives ``run()`` with torch's global RNG seeded from
+    ``generator`` inside ``torch.random.fork_rng`` (dropout and Bayesian-LoRA noise draw from the
+    global RNG), so the passes are reproducible and the caller's RNG state is untouched."""
     seed = int(torch.randint(0, 2**62, (1,), generator=generator))
     param = next(iter(model.parameters()), None)
     devices = [param.device] if param is not None and param.device.type == "cuda" else []

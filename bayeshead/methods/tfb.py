@@ -102,11 +102,6 @@ class TFB(BLoB):
         order = torch.randperm(n, generator=torch.Generator().manual_seed(self.model.config.training.seed))[:size]
         return train.subset(order, name="tfb-anchor")
 
-    def _anchor(self, train: TextDataset) -> tuple[list[str], Tensor]:
-        """The anchor set's first texts and targets (see :meth:`_anchor_data`)."""
-        anchor = self._anchor_data(train)
-        return anchor.texts, anchor.labels
-
     def fit_posthoc(self, train: TextDataset, val: TextDataset | None) -> dict[str, float]:
         """Re-parameterise every LoRA by the SVD of B, then search β on the anchor set."""
         from bayeshead.adapters.tfb import tfb_factors
