@@ -50,6 +50,14 @@ BUILTINS: dict[str, dict[str, tuple[str, str]]] = {
             "bayeshead.heads.ensemble",
             "Deep ensemble of M softmax heads (seeds seed..seed+M-1) on shared features",
         ),
+        "deterministic_options": (
+            "bayeshead.heads.option_deterministic",
+            "Multiple choice, per option: one weight vector scores every option text, softmax over the question's options (MLE/MAP)",
+        ),
+        "vbll_options": (
+            "bayeshead.heads.vbll_options",
+            "Multiple choice, per option: VBLL over the shared weight vector, joint Gaussian option logits, Jensen bound, probit/MC",
+        ),
     },
     "methods": {
         "single": ("bayeshead.methods.single", "One model: backbone (+ adapters) + head, one backbone pass per prediction"),

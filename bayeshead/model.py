@@ -19,6 +19,13 @@ import torch
 from torch import Tensor, nn
 
 from bayeshead.backbones.base import Backbone
+from bayeshead.backbones.option_groups import (
+    OPTION_COUNTS,
+    flatten_groups,
+    is_option_groups,
+    option_batch,
+    pad_option_features,
+)
 from bayeshead.config import ExperimentConfig
 from bayeshead.heads.base import UncertaintyHead
 from bayeshead.registry import HEADS
@@ -119,7 +126,8 @@ class BayesianModel(nn.Module):
     ) -> Mapping[str, Tensor]:
         """A tokenized batch (a list of texts is tokenized once, so several passes can share it).
         With ``text_pair`` each ``(batch[i], text_pair[i])`` is one input, tokenized as a pair
-        (:meth:`~bayeshead.backbones.base.Backbone.tokenize`)."""
+        (:meth:`~bayeshead.backbones.base.Backbone.tokenize`). Option groups (tuples of option
+        texts) are tokenized flat, with their option counts under ``"option_counts"``."""
         if isinstance(batch, Mapping):
             if text_pair is not None:
                 raise TypeError(
@@ -132,6 +140,13 @@ class BayesianModel(nn.Module):
         texts = list(batch)
         if not texts:
             raise ValueError("expected at least one text, got an empty list")
+        if is_option_groups(texts):
+            if text_pair is not None:
+                raise TypeError(
+                    "text_pair does not combine with option groups; put each option's full text in its group"
+                )
+            flat, counts = flatten_groups(texts)
+            return {**self.backbone.tokenize(flat), OPTION_COUNTS: counts}
         if text_pair is None:
             return self.backbone.tokenize(texts)
         if isinstance(text_pair, str):
@@ -142,8 +157,12 @@ class BayesianModel(nn.Module):
         self, batch: Mapping[str, Tensor] | Sequence[str], text_pair: Sequence[str] | None = None
     ) -> Tensor:
         """Backbone features (B, d) for a tokenized batch, a list of texts, or (with
-        ``text_pair``) a list of text pairs."""
-        return self.backbone.features(self.as_batch(batch, text_pair))
+        ``text_pair``) a list of text pairs; for option groups (multiple choice, one tuple of
+        option texts per question) the per-option features (Q, K, d), NaN rows where a question
+        has fewer than K options (:mod:`bayeshead.backbones.option_groups`)."""
+        tokenized, counts = option_batch(self.as_batch(batch, text_pair))
+        flat = self.backbone.features(tokenized)
+        return flat if counts is None else pad_option_features(flat, counts)
 
     def forward(self, batch: Mapping[str, Tensor] | Sequence[str], text_pair: Sequence[str] | None = None) -> Tensor:
         return self.features(batch, text_pair)

@@ -36,6 +36,8 @@ _BASE = [
     "adapter.dropout=0.1",  # gives the whole-model MC dropout something to switch on
 ]
 _TEXTS = ["what a film", "awful, just awful", "fine", "a joy"]
+#: multiple choice: option groups of 2 to 4 options (a per-option head scores each option text)
+_GROUPS = [("it was good", "it was bad"), ("a joy", "awful", "fine", "dull"), ("great fun", "no fun", "so-so")]
 
 
 def _backbone(tokenizer):
@@ -50,13 +52,27 @@ def _data(task_type: str) -> tuple[TextDataset, TextDataset, int]:
     if task_type == "regression":
         targets = torch.tensor([2.0 * y - 1.0 + 0.1 * i for i, y in enumerate(labels)], dtype=torch.float32)
         return TextDataset(texts[:8], targets[:8]), TextDataset(texts[8:], targets[8:]), 1
+    if task_type == "multiple_choice":
+        # question q: the first len(texts) % ... options of mixed counts; the positive text is correct
+        groups, answers = [], []
+        for i, (text, y) in enumerate(zip(texts, labels, strict=True)):
+            other = texts[(i + 1) % len(texts)]
+            n = 2 + i % 3
+            group = [other] * n
+            answer = i % n
+            group[answer] = text if int(y) == 1 else f"not {text}"
+            groups.append(tuple(group))
+            answers.append(answer)
+        names = ["A", "B", "C", "D"]
+        return TextDataset(groups[:8], answers[:8], names), TextDataset(groups[8:], answers[8:], names), 4
     return TextDataset(texts[:8], labels[:8]), TextDataset(texts[8:], labels[8:]), 2
 
 
 def _check_predictive(pred, batch: int, num_outputs: int) -> None:
     if isinstance(pred, CategoricalPredictive):
         assert pred.probs.shape == (batch, num_outputs)
-        assert torch.isfinite(pred.log_probs).all()
+        # finite wherever there is probability; -inf only on the options a question lacks (multiple choice)
+        assert torch.isfinite(pred.log_probs[pred.probs > 0]).all() and not torch.isnan(pred.log_probs).any()
         torch.testing.assert_close(pred.probs.sum(-1), torch.ones(batch, dtype=pred.probs.dtype), atol=1e-5, rtol=0)
         assert (pred.probs >= 0).all()
     else:
@@ -92,16 +108,19 @@ def _run_contract(tokenizer, config: ExperimentConfig, task_type: str, tmp_path)
     # builds from its config; the config survives JSON
     assert ExperimentConfig.model_validate_json(config.model_dump_json()) == config
     method, outputs = _fitted(tokenizer, config, task_type)
-    pred = _predict(method, _TEXTS)
-    _check_predictive(pred, len(_TEXTS), outputs)
+    texts = _GROUPS if task_type == "multiple_choice" else _TEXTS
+    pred = _predict(method, texts)
+    _check_predictive(pred, len(texts), outputs)
+    if task_type == "multiple_choice":  # no probability on the options a question lacks
+        assert (pred.probs[0, 2:] == 0).all() and (pred.probs[2, 3:] == 0).all() and (pred.probs[1] > 0).all()
     # save / load with identical predictions
     method.save_pretrained(tmp_path / "saved")
     again = load_method(tmp_path / "saved", backbone=_backbone(tokenizer))
     assert type(again) is type(method)
-    _same(pred, _predict(again, _TEXTS))
+    _same(pred, _predict(again, texts))
     # reproducible for a seed
     twin, _ = _fitted(tokenizer, config, task_type)
-    _same(pred, _predict(twin, _TEXTS))
+    _same(pred, _predict(twin, texts))
     # bad inputs: clear errors, not crashes deep inside the tokenizer
     with pytest.raises((TypeError, ValueError, BayesheadError), match="string|list"):
         method.predict("a bare string")

@@ -1,5 +1,5 @@
-"""Per-option formulation: segment operations, the per-question predictive, the grouped dataset
-with seeded batching by question, and the option texts of the QA tasks."""
+"""Per-option formulation: segment operations, the per-question predictive, multiple-choice
+datasets of option groups, and the option texts of the QA tasks."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bayeshead.data.choices import OptionDataset
+from bayeshead.data import TextDataset
 from bayeshead.heads.option_scoring import (
     OptionPredictive,
     option_positions,
@@ -83,40 +83,38 @@ def test_option_predictive_from_samples_mutual_information():
     assert both.counts.tolist() == [2, 2, 2, 2] and both.samples.shape == (2, 8)
 
 
-def _dataset() -> OptionDataset:
-    groups = [[f"q{q} o{k}" for k in range(n)] for q, n in enumerate([2, 5, 3, 4, 2, 3, 4])]
-    return OptionDataset.from_groups(groups, [1, 4, 0, 3, 0, 2, 1], question_ids=[f"id{q}" for q in range(7)])
+def _dataset() -> TextDataset:
+    groups = [tuple(f"q{q} o{k}" for k in range(n)) for q, n in enumerate([2, 5, 3, 4, 2, 3, 4])]
+    return TextDataset(groups, [1, 4, 0, 3, 0, 2, 1])
 
 
-def test_option_dataset_groups_and_seeded_batches():
+def test_multiple_choice_dataset_keeps_groups_through_subsets_and_batches():
     data = _dataset()
-    assert len(data) == 7 and data.num_options == 23 and data.max_options == 5
-    assert data.options(1) == [f"q1 o{k}" for k in range(5)]
-    assert data.group.tolist()[:7] == [0, 0, 1, 1, 1, 1, 1]
-    batches = list(data.batches(3, seed=4, epoch=1))
-    assert [len(b.counts) for b in batches] == [3, 3, 1]
-    seen = torch.cat([b.questions for b in batches])
-    assert sorted(seen.tolist()) == list(range(7))
-    assert seen.tolist() == data.order(4, 1).tolist()
-    assert [b.questions.tolist() for b in data.batches(3, seed=4, epoch=1)] == [b.questions.tolist() for b in batches]
-    assert data.order(4, 2).tolist() != seen.tolist() and data.order(5, 1).tolist() != seen.tolist()
-    for batch in batches:
-        assert len(batch.texts) == int(batch.counts.sum())
-        expected = [t for q in batch.questions.tolist() for t in data.options(q)]
-        assert batch.texts == expected
-        assert batch.labels.tolist() == [int(data.labels[q]) for q in batch.questions.tolist()]
-    assert [b.questions.tolist() for b in data.batches(4, seed=None)] == [[0, 1, 2, 3], [4, 5, 6]]
+    assert data.target_type == "multiple_choice" and data.is_multiple_choice  # inferred from the tuples
+    assert len(data) == 7 and data.num_classes == 5 and data.class_names == ["0", "1", "2", "3", "4"]
+    assert data.texts[1] == tuple(f"q1 o{k}" for k in range(5))
+    assert len(data.flat_texts) == 23 and data.flat_texts[2:4] == ["q1 o0", "q1 o1"]
     sub = data.subset([3, 0])
-    assert sub.question_ids == ["id3", "id0"] and sub.texts == data.options(3) + data.options(0)
+    assert sub.texts == [data.texts[3], data.texts[0]] and sub.labels.tolist() == [3, 1]
+    batches = list(data.batches(3))
+    assert [len(b.texts) for b in batches] == [3, 3, 1] and batches[0].texts[1] == data.texts[1]
 
 
-def test_option_dataset_refuses_inconsistent_groups():
-    with pytest.raises(ValueError, match="question 0 has 2 options but label 2"):
-        OptionDataset.from_groups([["a", "b"]], [2])
-    with pytest.raises(ValueError, match="question 1 has 1 option"):
-        OptionDataset.from_groups([["a", "b"], ["c"]], [0, 0])
-    with pytest.raises(ValueError, match="the counts sum to 3 but there are 2 texts"):
-        OptionDataset(texts=["a", "b"], counts=torch.tensor([3]), labels=torch.tensor([0]))
+def test_multiple_choice_dataset_refuses_inconsistent_groups():
+    with pytest.raises(ValueError, match="row 0 has 2 options but label 2"):
+        TextDataset([("a", "b")], [2])
+    with pytest.raises(ValueError, match="example 1 has 1 option"):
+        TextDataset([("a", "b"), ("c",)], [0, 0])
+    with pytest.raises(TypeError, match="example 1 is a str"):
+        TextDataset([("a", "b"), "c"], [0, 0])
+    with pytest.raises(ValueError, match="class_names name 2 positions"):
+        TextDataset([("a", "b", "c")], [0], class_names=["A", "B"])
+    with pytest.raises(ValueError, match="target_type='multiple_choice'"):
+        TextDataset([("a", "b")], [0], target_type="classification")
+    with pytest.raises(TypeError, match="needs option groups"):
+        TextDataset(["a", "b"], [0, 1], target_type="multiple_choice")
+    with pytest.raises(ValueError, match="no text_pair"):
+        TextDataset([("a", "b")], [0], text_pair=["x"])
 
 
 def _record(question: str, choices: tuple[str, ...], answer: int, passage: str | None = None) -> QARecord:
@@ -146,9 +144,10 @@ def test_qa_task_builds_the_per_option_dataset_with_variable_counts():
     ]
     task = QATask(task_config_class("arc_challenge")(formulation="options"))
     assert task.formulation == "options"
-    data = task.option_dataset(records, "train")
-    assert data.counts.tolist() == [3, 5, 4] and data.labels.tolist() == [2, 4, 0]
-    assert data.name == "arc_challenge/train" and data.texts[3] == "Question: q5?\nAnswer: a"
+    data = task.dataset(records, "train")  # the formulation decides the dataset
+    assert [len(g) for g in data.texts] == [3, 5, 4] and data.labels.tolist() == [2, 4, 0]
+    assert data.name == "arc_challenge/train" and data.texts[1][0] == "Question: q5?\nAnswer: a"
+    assert data.class_names == ["A", "B", "C", "D", "E"] and data.target_type == "multiple_choice"
     assert data.texts == option_dataset("arc_challenge", records, "train").texts
     assert QATask("obqa").formulation == "letter"  # letter stays the default
     with pytest.raises(ValueError, match="formulation"):

@@ -132,10 +132,10 @@ def test_reduces_to_the_class_row_vbll_head_for_kron_features(bias):
     h, counts = _kron_features(x, c), torch.full((b,), c)
     torch.testing.assert_close(opt_head.jensen_bound(h, counts, y), cls_head.jensen_bound(x, y))
     torch.testing.assert_close(opt_head.kl(), cls_head.kl())
-    torch.testing.assert_close(opt_head.loss(h, counts, y).total, cls_head.loss(x, y).total)
-    torch.testing.assert_close(opt_head.predict(h, counts).padded().probs, cls_head.predict(x).probs)
+    torch.testing.assert_close(opt_head.loss_flat(h, counts, y).total, cls_head.loss(x, y).total)
+    torch.testing.assert_close(opt_head.predict_flat(h, counts).padded().probs, cls_head.predict(x).probs)
     # Monte Carlo: both estimate E[softmax(z)] of the same Gaussian
-    mc_opt = opt_head.predict(h, counts, method="mc", n_samples=40_000, generator=torch.Generator().manual_seed(8))
+    mc_opt = opt_head.predict_flat(h, counts, method="mc", n_samples=40_000, generator=torch.Generator().manual_seed(8))
     mc_cls = cls_head.predict(x, method="mc", n_samples=40_000, generator=torch.Generator().manual_seed(9))
     torch.testing.assert_close(mc_opt.padded().probs, mc_cls.probs, atol=0.01, rtol=0)
 
@@ -147,7 +147,7 @@ def test_gradients_match_the_class_row_head_for_kron_features():
     x = torch.randn(5, d, generator=gen)
     y = torch.randint(0, c, (5,), generator=gen)
     cls_head.loss(x, y).total.backward()
-    opt_head.loss(_kron_features(x, c), torch.full((5,), c), y).total.backward()
+    opt_head.loss_flat(_kron_features(x, c), torch.full((5,), c), y).total.backward()
     torch.testing.assert_close(opt_head.posterior.mean.grad.reshape(c, d), cls_head.posterior.mean.grad)
 
 
@@ -160,19 +160,19 @@ def test_mixed_option_counts_equal_each_question_alone(counts_list, seed):
     h = torch.randn(int(counts.sum()), 4, generator=gen)
     y = torch.tensor([int(torch.randint(0, n, (1,), generator=gen)) for n in counts_list])
     bound = head.jensen_bound(h, counts, y)
-    probit = head.predict(h, counts)
+    probit = head.predict_flat(h, counts)
     det = DeterministicOptionHead(4, 5, DeterministicOptionConfig(position_bias=True)).double()
     det.init_from_vector(torch.randn(4, generator=gen), torch.randn(5, generator=gen))
-    det_pred = det.predict(h, counts)
+    det_pred = det.predict_flat(h, counts)
     torch.testing.assert_close(probit.question_sums(), torch.ones(len(counts_list)))
     torch.testing.assert_close(det_pred.question_sums(), torch.ones(len(counts_list)))
     for q, (block, n) in enumerate(zip(torch.split(h, counts_list), counts_list, strict=True)):
         one = torch.tensor([n])
         torch.testing.assert_close(bound[q], head.jensen_bound(block, one, y[q : q + 1])[0])
-        torch.testing.assert_close(probit.per_question()[q], head.predict(block, one).probs)
-        torch.testing.assert_close(det_pred.per_question()[q], det.predict(block, one).probs)
+        torch.testing.assert_close(probit.per_question()[q], head.predict_flat(block, one).probs)
+        torch.testing.assert_close(det_pred.per_question()[q], det.predict_flat(block, one).probs)
     # the per-question MC predictive with the same generator state draws question by question
-    mc = head.predict(h, counts, method="mc", n_samples=3, generator=torch.Generator().manual_seed(1))
+    mc = head.predict_flat(h, counts, method="mc", n_samples=3, generator=torch.Generator().manual_seed(1))
     torch.testing.assert_close(mc.question_sums(), torch.ones(len(counts_list)))
 
 
@@ -185,7 +185,7 @@ def test_probit_predictive_closed_form():
     v = (h.pow(2) * sigma2).sum(-1) + head.noise_var
     scaled = mu / torch.sqrt(1 + math.pi / 8 * v)
     expected = torch.cat([torch.softmax(scaled[:2], 0), torch.softmax(scaled[2:], 0)])
-    torch.testing.assert_close(head.predict(h, counts).probs, expected)
+    torch.testing.assert_close(head.predict_flat(h, counts).probs, expected)
 
 
 def test_kl_of_the_shared_vector_closed_form():
@@ -204,26 +204,26 @@ def test_deterministic_option_head_loss_closed_form_and_weight_decay():
     counts, y = torch.tensor([3, 4]), torch.tensor([2, 0])
     z = h @ w
     nll = -(torch.log_softmax(z[:3], 0)[2] + torch.log_softmax(z[3:], 0)[0]) / 2
-    terms = head.loss(h, counts, y)
+    terms = head.loss_flat(h, counts, y)
     torch.testing.assert_close(terms["nll"], nll)
     torch.testing.assert_close(terms.total, nll + 0.05 * w.pow(2).sum())
-    torch.testing.assert_close(head.predict(h, counts).nll(y).mean(), nll)
+    torch.testing.assert_close(head.predict_flat(h, counts).nll(y).mean(), nll)
 
 
 def test_inputs_are_checked_with_messages_that_say_what_to_do():
     head = _head(3, "dense", bias=True)
     h = torch.randn(7, 3)
     with pytest.raises(ValueError, match="counts sum to 6 but there are 7 option rows"):
-        head.predict(h, torch.tensor([3, 3]))
+        head.predict_flat(h, torch.tensor([3, 3]))
     with pytest.raises(ValueError, match="question 1 has 4 options but its target is 4"):
-        head.loss(h, torch.tensor([3, 4]), torch.tensor([0, 4]))
+        head.loss_flat(h, torch.tensor([3, 4]), torch.tensor([0, 4]))
     with pytest.raises(ValueError, match="max_options >= 7"):
-        head.predict(h, torch.tensor([7]))
+        head.predict_flat(h, torch.tensor([7]))
     with pytest.raises(ValueError, match=r"expected features of shape \(batch, 3\)"):
-        head.predict(torch.randn(7, 2), torch.tensor([7]))
+        head.predict_flat(torch.randn(7, 2), torch.tensor([7]))
     # without a position bias any option count is scored
     free = _head(3, "dense", bias=False)
-    assert free.predict(h, torch.tensor([7])).question_sums().shape == (1,)
+    assert free.predict_flat(h, torch.tensor([7])).question_sums().shape == (1,)
 
 
 def test_loss_trains_a_vbll_option_head_towards_the_correct_options():
@@ -237,11 +237,11 @@ def test_loss_trains_a_vbll_option_head_towards_the_correct_options():
     torch.manual_seed(0)
     head = VBLLOptionHead(d, 5, VBLLOptionConfig(n_train=60, mean_init_std=0.0)).double()
     opt = torch.optim.Adam(head.parameters(), lr=0.1)
-    before = float(head.predict(h, counts).nll(y).mean())
+    before = float(head.predict_flat(h, counts).nll(y).mean())
     for _ in range(60):
         opt.zero_grad()
-        head.loss(h, counts, y).total.backward()
+        head.loss_flat(h, counts, y).total.backward()
         opt.step()
-    pred = head.predict(h, counts)
+    pred = head.predict_flat(h, counts)
     assert float(pred.nll(y).mean()) < 0.5 * before
     assert float((pred.argmax() == y).double().mean()) > 0.9

@@ -398,4 +398,5 @@ def cache_datasets(backbone: Any, *datasets: Any) -> None:
         return
     for data in datasets:
         if data is not None:
-            cache.attach(data.texts, getattr(data, "text_pair", None))
+            texts = data.flat_texts if getattr(data, "is_multiple_choice", False) else data.texts
+            cache.attach(texts, getattr(data, "text_pair", None))

@@ -18,8 +18,10 @@ captions and news genres, score forum pairs as the genre-shifted OOD set.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -53,6 +55,9 @@ class BenchData:
     """Labelled out-of-distribution sets (QA tasks, STS-B forum pairs) scored with the in-distribution model."""
     ood_pair: list[str] | None = None
     """The second texts of paired unlabelled OOD inputs (``ood[i]``, ``ood_pair[i]``)."""
+    records: dict[str, list[Any]] = field(default_factory=dict)
+    """QA tasks: the questions (:class:`~bayeshead.tasks.records.QARecord`) behind ``val``,
+    ``test`` and each OOD set (by set name), for scoring that needs them whole (zero-shot rows)."""
 
     def __post_init__(self) -> None:
         if self.ood_pair is not None and (self.ood is None or len(self.ood) != len(self.ood_pair)):
@@ -229,8 +234,11 @@ def qa_benchmark(
     ood_tasks: list[str] | tuple[str, ...] = (),
     seed: int = 0,
     data_dir: str | Path | None = None,
+    formulation: str = "letter",
 ) -> BenchData:
-    """A common-sense QA task as benchmark splits (prompts in the BLoB format, answer indices).
+    """A common-sense QA task as benchmark splits: with ``formulation="letter"`` prompts in the
+    BLoB format and answer indices, with ``"options"`` one option group per question
+    (:meth:`~bayeshead.tasks.task.QATask.dataset`; the OOD sets likewise).
 
     * validation: ``n_val`` questions drawn (seeded) from the task's training split, used for early
       stopping, temperature and Laplace prior precision; training: the next ``n_train`` (None: the
@@ -240,10 +248,12 @@ def qa_benchmark(
       questions with more options than the head has classes are left out (counted in the
       description), and each set is subsampled to ``n_ood`` (None: all).
     """
-    from bayeshead.tasks.prompts import format_prompt
-    from bayeshead.tasks.task import QATask
+    from bayeshead.tasks.task import QATask, task_config_class
 
-    task = QATask(task_name)
+    def of(name: str) -> QATask:
+        return QATask(task_config_class(name)(formulation=formulation))
+
+    task = of(task_name)
     train_records, eval_records = task.records(data_dir)
     if train_records is None:
         raise UserInputError(
@@ -260,17 +270,17 @@ def qa_benchmark(
     fit_records = shuffled[n_val:] if n_train is None else shuffled[n_val : n_val + n_train]
     test_records = _first([r for r in eval_records if task.fits(r)], n_test, seed)
     ood_sets: dict[str, TextDataset] = {}
+    kept_records: dict[str, list[Any]] = {"val": val_records, "test": test_records}
     ood_notes = []
     for name in ood_tasks:
-        _, records = QATask(name).records(data_dir)
+        ood_task = of(name)
+        _, records = ood_task.records(data_dir)
         kept = [r for r in records if task.fits(r)]
         chosen = _first(kept, n_ood, seed)
-        ood_sets[name] = TextDataset(
-            texts=[format_prompt(name, r) for r in chosen],
-            labels=[r.answer for r in chosen],
-            class_names=task.class_names,
-            name=f"{name}/ood",
-        )
+        scored = ood_task.dataset(chosen, "ood")
+        # scored by this task's head: its class names (positions), the OOD task's texts
+        ood_sets[name] = dataclasses.replace(scored, class_names=task.class_names)
+        kept_records[name] = chosen
         dropped = len(records) - len(kept)
         ood_notes.append(
             f"{name} {len(chosen)} of {len(records)}"
@@ -278,7 +288,9 @@ def qa_benchmark(
         )
     where = data_dir if data_dir is not None else task.config.data_dir or default_data_dir() or "the hub"
     description = (
-        f"{task_name} ({task.num_classes} classes, BLoB zero-shot prompts) from {where}: "
+        f"{task_name} ({task.num_classes} classes, "
+        + ("BLoB zero-shot prompts" if formulation == "letter" else "one sequence per option")
+        + f") from {where}: "
         f"{len(fit_records)} train / {len(val_records)} val (both from the training split) / "
         f"{len(test_records)} test (of {len(eval_records)} in the evaluation split), seed {seed}"
         + (f"; OOD sets: {', '.join(ood_notes)}" if ood_notes else "")
@@ -296,6 +308,7 @@ def qa_benchmark(
         description=description,
         task=task_name,
         ood_sets=ood_sets,
+        records=kept_records,
     )
 
 

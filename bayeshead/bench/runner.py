@@ -30,14 +30,28 @@ from bayeshead.bench.data import BenchData
 from bayeshead.bench.resources import PeakMemory
 from bayeshead.bench.suite import MethodSpec, SuiteConfig
 from bayeshead.config import ExperimentConfig, load_config
+from bayeshead.errors import UserInputError
 from bayeshead.seeding import seed_everything
 
-__all__ = ["run_method", "run_suite", "run_path", "method_config", "init_heads_from_answers"]
+__all__ = [
+    "OPTION_HEADS",
+    "data_summary",
+    "init_heads_from_answers",
+    "method_config",
+    "run_method",
+    "run_path",
+    "run_suite",
+    "score_predictions",
+    "versions",
+]
+
+#: class-row head -> the per-option head that scores each option with the same settings
+OPTION_HEADS: dict[str, str] = {"deterministic": "deterministic_options", "vbll_classification": "vbll_options"}
 
 RUN_SCHEMA = 3  # 3: "method_kind", "per_example" (paired comparisons); 2: "task", "head_init", "suite_position", OOD sets
 
 
-def _versions() -> dict[str, str]:
+def versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
     out = {"python": platform.python_version()}
@@ -63,21 +77,35 @@ def method_config(
     overrides: Sequence[str] = (),
     task: str | None = None,
 ) -> ExperimentConfig:
-    """suite base + method (+ its overrides for ``task``) + caller overrides, then the task and
-    the seed."""
-    extra = [f"task.kind={task}"] if task else []
+    """suite base + method (+ its overrides for ``task``) + caller overrides, then the task (kind
+    and the suite's formulation of it) and the seed. In the ``options`` formulation the head is
+    replaced by its per-option counterpart (:data:`OPTION_HEADS`), its other settings kept."""
+    extra = [f"task.kind={task}", f"task.formulation={suite.formulation.get(task, 'letter')}"] if task else []
     per_task = method.task_overrides.get(task, []) if task else []
-    return load_config(
-        None, [*suite.base, *method.overrides, *per_task, *overrides, *extra, f"training.seed={seed}"]
-    )
+    chain = [*suite.base, *method.overrides, *per_task, *overrides, *extra, f"training.seed={seed}"]
+    config = load_config(None, chain)
+    if config.task is None or config.task.formulation != "options":
+        return config
+    from bayeshead.registry import HEADS
+
+    if HEADS.get(config.head.kind).task_type == "multiple_choice":
+        return config
+    counterpart = OPTION_HEADS.get(config.head.kind)
+    if counterpart is None:
+        raise UserInputError(
+            f"method {method.name!r} on {task}: the task is put in the 'options' formulation, but head.kind="
+            f"{config.head.kind!r} has no per-option counterpart (those with one: {', '.join(OPTION_HEADS)}); "
+            f"drop the method for this task or set formulation.{task}: letter"
+        )
+    return load_config(None, [*chain, f"head.kind={counterpart}"])
 
 
 def init_heads_from_answers(method: Any, config: ExperimentConfig) -> bool:
     """Start every head of ``method`` from the LM-head rows of the task's answer tokens when the
     task asks for it (``head_init: lm_head``, or ``auto`` with a causal-LM backbone); returns
-    whether it did."""
+    whether it did. Per-option heads score option sequences, not answer letters: never."""
     task = config.task
-    if task is None:
+    if task is None or getattr(task, "formulation", "letter") == "options":
         return False
     mode = getattr(task, "head_init", "random")
     if mode == "random" or (mode == "auto" and config.backbone.model_class != "causal_lm"):
@@ -101,6 +129,41 @@ def _suite_position(suite: SuiteConfig, method: MethodSpec, task: str | None) ->
     }
 
 
+def score_predictions(
+    data: BenchData,
+    test: Any,
+    ood: Any,
+    ood_sets: dict[str, Any],
+    bins: int,
+) -> tuple[dict[str, float], dict[str, Any]]:
+    """The metrics of a run (test, unlabelled OOD detection, each labelled OOD set as
+    ``<set>/<metric>``) and its per-example values (for paired comparisons)."""
+    from bayeshead.evaluation import evaluate, labelled_set_metrics, per_example
+
+    metrics = evaluate(test, data.test.labels, ood, bins)
+    for name, pred in ood_sets.items():
+        for key, value in labelled_set_metrics(test, pred, data.ood_sets[name].labels, bins).items():
+            metrics[f"{name}/{key}"] = value
+    examples: dict[str, Any] = {"test": per_example(test, data.test.labels)}
+    if ood is not None:
+        examples["ood"] = per_example(ood)
+    for name, pred in ood_sets.items():
+        examples[name] = per_example(pred, data.ood_sets[name].labels)
+    return metrics, examples
+
+
+def data_summary(data: BenchData) -> dict[str, Any]:
+    """What a run record says about its data: description and split sizes."""
+    return {
+        "description": data.description,
+        "n_train": len(data.train),
+        "n_val": len(data.val),
+        "n_test": len(data.test),
+        "n_ood": len(data.ood or []),
+        "ood_sets": {name: len(labelled) for name, labelled in data.ood_sets.items()},
+    }
+
+
 def run_method(
     suite: SuiteConfig,
     method: MethodSpec,
@@ -109,7 +172,7 @@ def run_method(
     overrides: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Train and evaluate one method with one seed; return the run record."""
-    from bayeshead.evaluation import evaluate, labelled_set_metrics, per_example, predict_dataset
+    from bayeshead.evaluation import predict_dataset
     from bayeshead.methods import build_method
 
     config = method_config(suite, method, seed, overrides, data.task)
@@ -130,16 +193,7 @@ def run_method(
             name: predict_dataset(runner.predict, labelled.texts, batch, seed, text_pair=labelled.text_pair)
             for name, labelled in data.ood_sets.items()
         }
-    bins = config.evaluation.ece_bins
-    metrics = evaluate(test, data.test.labels, ood, bins)
-    for name, pred in ood_sets.items():
-        for key, value in labelled_set_metrics(test, pred, data.ood_sets[name].labels, bins).items():
-            metrics[f"{name}/{key}"] = value
-    examples: dict[str, Any] = {"test": per_example(test, data.test.labels)}
-    if ood is not None:
-        examples["ood"] = per_example(ood)
-    for name, pred in ood_sets.items():
-        examples[name] = per_example(pred, data.ood_sets[name].labels)
+    metrics, examples = score_predictions(data, test, ood, ood_sets, config.evaluation.ece_bins)
     return {
         "schema": RUN_SCHEMA,
         "suite": suite.name,
@@ -149,15 +203,8 @@ def run_method(
         "seed": seed,
         "suite_position": _suite_position(suite, method, data.task),
         "config": config.model_dump(mode="json"),
-        "versions": _versions(),
-        "data": {
-            "description": data.description,
-            "n_train": len(data.train),
-            "n_val": len(data.val),
-            "n_test": len(data.test),
-            "n_ood": len(data.ood or []),
-            "ood_sets": {name: len(labelled) for name, labelled in data.ood_sets.items()},
-        },
+        "versions": versions(),
+        "data": data_summary(data),
         "head_init": "lm_head" if head_from_lm else "random",
         "posthoc": runner.posthoc,
         "train_seconds": train_seconds,
@@ -199,6 +246,35 @@ def _regression_log_line(record: dict[str, Any]) -> str:
     return "; ".join(parts)
 
 
+def _zero_shot_rows(
+    suite: SuiteConfig,
+    kind: str,
+    data: BenchData,
+    out_dir: Path,
+    overrides: Sequence[str],
+    skip_existing: bool,
+    write: Callable[[Path, dict[str, Any]], None],
+    say: Callable[[str], None],
+) -> list[dict[str, Any]]:
+    """One zero-shot row (:mod:`bayeshead.bench.zero_shot`) for every seed of the suite: scored
+    once, written per seed; kept as it is when every seed's record exists and ``skip_existing``."""
+    from bayeshead.bench.zero_shot import zero_shot_name, zero_shot_record
+
+    name = zero_shot_name(kind)
+    paths = {seed: run_path(out_dir, name, seed, data.task) for seed in suite.seeds}
+    if skip_existing and all(p.is_file() for p in paths.values()):
+        say(f"{name} on {data.task}: kept {len(paths)} records")
+        return [json.loads(p.read_text(encoding="utf-8")) for p in paths.values()]
+    base = zero_shot_record(suite, kind, data, overrides)
+    say(f"{name} on {data.task}: {_log_line(base)}")
+    out = []
+    for seed, path in paths.items():
+        record = {**base, "seed": seed}
+        write(path, record)
+        out.append(record)
+    return out
+
+
 def run_suite(
     suite: SuiteConfig,
     data: BenchData | Sequence[BenchData],
@@ -217,7 +293,7 @@ def run_suite(
     (stderr not a TTY) neither is drawn, and only the ``log`` lines appear."""
     datasets = [data] if isinstance(data, BenchData) else list(data)
     records = []
-    total = len(datasets) * len(suite.methods) * len(suite.seeds)
+    total = len(datasets) * (len(suite.methods) + len(suite.zero_shot)) * len(suite.seeds)
     done = 0
     bar = tqdm(total=total, desc="bench", unit="run", file=sys.stderr, disable=None if is_main else True)
 
@@ -225,9 +301,20 @@ def run_suite(
         with tqdm.external_write_mode(file=sys.stderr):  # the line goes above the bars, not through them
             log(line)
 
+    def write(path: Path, record: dict[str, Any]) -> None:
+        if is_main:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".json.tmp")
+            tmp.write_text(json.dumps(record, indent=1), encoding="utf-8")
+            tmp.replace(path)
+
     try:
         for bench_data in datasets:
             where = f" on {bench_data.task}" if bench_data.task else ""
+            for kind in suite.zero_shot:
+                done += len(suite.seeds)
+                records += _zero_shot_rows(suite, kind, bench_data, out_dir, overrides, skip_existing, write, say)
+                bar.update(len(suite.seeds))
             for seed in suite.seeds:
                 for method in suite.methods:
                     done += 1
@@ -241,11 +328,7 @@ def run_suite(
                         continue
                     record = run_method(suite, method, seed, bench_data, overrides)
                     say(f"{head}: {_log_line(record)}")
-                    if is_main:
-                        path.parent.mkdir(parents=True, exist_ok=True)
-                        tmp = path.with_suffix(".json.tmp")
-                        tmp.write_text(json.dumps(record, indent=1), encoding="utf-8")
-                        tmp.replace(path)
+                    write(path, record)
                     records.append(record)
                     bar.update(1)
     finally:

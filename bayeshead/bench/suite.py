@@ -72,6 +72,19 @@ class SuiteConfig(StrictModel):
         default_factory=dict,
         description="QA task -> evaluation sets scored by its model (OBQA -> ARC-C, ARC-E, MMLU).",
     )
+    zero_shot: list[Literal["cloze", "letter"]] = Field(
+        default_factory=list,
+        description="Zero-shot rows of a QA suite on a causal LM (bayeshead.bench.zero_shot): 'cloze' scores each "
+        "option's text by its log-likelihood, 'letter' the next-token logits of the answer letters; untrained, "
+        "computed once per task and recorded for every seed.",
+    )
+    formulation: dict[str, Literal["letter", "options"]] = Field(
+        default_factory=dict,
+        description="QA task -> how its questions are put: 'letter' (default; one prompt, a C-way head over the "
+        "answer letters) or 'options' (each option its own sequence, the suite's heads replaced by their per-option "
+        "counterparts: deterministic -> deterministic_options, vbll_classification -> vbll_options). Its OOD sets "
+        "follow the task.",
+    )
     n_train: PositiveInt | None = Field(
         800, description="Training examples (subsampled, seeded); null: the whole training split (QA)."
     )
@@ -103,6 +116,11 @@ class SuiteConfig(StrictModel):
         stray = sorted(set(self.ood_tasks) - set(self.tasks))
         if stray:
             raise ValueError(f"ood_tasks names {stray}, which are not in tasks {self.tasks}")
+        if self.zero_shot and not self.tasks:
+            raise ValueError("zero_shot rows score QA tasks; list the suite's tasks or drop zero_shot")
+        stray = sorted(set(self.formulation) - set(self.tasks))
+        if stray:
+            raise ValueError(f"formulation names {stray}, which are not in tasks {self.tasks}")
         if self.tasks and self.dataset != "tweets":
             raise ValueError(f"a suite runs either QA tasks {self.tasks} or dataset {self.dataset!r}, not both")
         return self

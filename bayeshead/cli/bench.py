@@ -196,6 +196,7 @@ def _load_data(args: argparse.Namespace, suite):  # noqa: ANN001, ANN202
             qa_benchmark(
                 task, n_train=suite.n_train, n_val=suite.n_val, n_test=suite.n_test, n_ood=suite.n_ood,
                 ood_tasks=suite.ood_tasks.get(task, []), seed=suite.data_seed, data_dir=data_dir,
+                formulation=suite.formulation.get(task, "letter"),
             )
             for task in suite.tasks
         ]

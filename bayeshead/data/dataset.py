@@ -1,5 +1,5 @@
-""":class:`TextDataset`: texts (or text pairs) with class labels or real-valued targets, and
-seeded mini-batching into :class:`TextBatch` es.
+""":class:`TextDataset`: texts (or text pairs, or multiple-choice option groups) with class labels
+or real-valued targets, and seeded mini-batching into :class:`TextBatch` es.
 
 Targets are either
 
@@ -10,6 +10,12 @@ Targets are either
 When ``target_type`` is not given it is inferred from the label dtype: floating point means
 regression, anything else (int, bool) classification. An explicit ``target_type`` always wins;
 a fractional label under ``"classification"`` is an error, never truncated to a class.
+
+* ``"multiple_choice"``: every example is an option *group*, a tuple of 2 or more option texts
+  (question + option, :mod:`bayeshead.tasks.options`), and its label is the index of the correct
+  option within its own group; groups of different sizes mix freely. Inferred when the texts are
+  tuples. ``class_names`` name the K option positions (K ≥ the largest group), K is the width of
+  a per-option head (:mod:`bayeshead.heads.option_base`).
 """
 
 from __future__ import annotations
@@ -21,10 +27,12 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from bayeshead.backbones.option_groups import check_option_groups
+
 __all__ = ["TextDataset", "TextBatch", "TargetType", "TARGET_TYPES"]
 
-TargetType = Literal["classification", "regression"]
-TARGET_TYPES: tuple[str, ...] = ("classification", "regression")
+TargetType = Literal["classification", "regression", "multiple_choice"]
+TARGET_TYPES: tuple[str, ...] = ("classification", "regression", "multiple_choice")
 
 
 @dataclass(frozen=True)
@@ -75,7 +83,7 @@ class TextDataset:
     name the k outputs). ``None`` infers it from the dtype of ``labels`` (float: regression).
     """
 
-    texts: list[str]
+    texts: list[str] | list[tuple[str, ...]]
     labels: Tensor
     class_names: list[str] = field(default_factory=list)
     name: str = "data"
@@ -83,7 +91,25 @@ class TextDataset:
     text_pair: list[str] | None = None
 
     def __post_init__(self) -> None:
-        self.texts = _check_strings(self.texts, "texts", self.name)
+        grouped = not isinstance(self.texts, str) and any(isinstance(t, (tuple, list)) for t in self.texts)
+        if grouped:
+            self.texts = check_option_groups(self.texts, self.name)  # type: ignore[assignment]
+            if self.target_type is None:
+                self.target_type = "multiple_choice"
+            if self.target_type != "multiple_choice":
+                raise ValueError(
+                    f"{self.name}: the texts are option groups (multiple choice) but target_type="
+                    f"{self.target_type!r}; use target_type='multiple_choice' or give one string per example"
+                )
+            if self.text_pair is not None:
+                raise ValueError(f"{self.name}: option groups take no text_pair; put each option's full text in its group")
+        else:
+            self.texts = _check_strings(self.texts, "texts", self.name)
+            if self.target_type == "multiple_choice":
+                raise TypeError(
+                    f"{self.name}: target_type='multiple_choice' needs option groups (a tuple of option texts per "
+                    "example), got plain strings"
+                )
         if self.text_pair is not None:
             self.text_pair = _check_strings(self.text_pair, "text_pair", self.name)
             if len(self.text_pair) != len(self.texts):
@@ -104,6 +130,8 @@ class TextDataset:
             self.labels = self._regression_targets(labels)
         else:
             self.labels = self._class_labels(labels)
+        if self.target_type == "multiple_choice":
+            self._check_option_labels()
         if len(self.texts) != len(self.labels):
             raise ValueError(f"{self.name}: {len(self.texts)} texts but {len(self.labels)} labels")
 
@@ -137,11 +165,41 @@ class TextDataset:
             raise ValueError(f"{self.name}: labels must be >= 0, got {int(labels.min())}")
         if not self.class_names:
             n = int(labels.max()) + 1 if len(labels) else 0
+            if self.target_type == "multiple_choice":
+                n = max([n, *(len(group) for group in self.texts)])
             self.class_names = [str(c) for c in range(n)]
         return labels
 
+    def _check_option_labels(self) -> None:
+        if len(self.texts) != len(self.labels):
+            return  # reported below
+        sizes = torch.tensor([len(group) for group in self.texts], dtype=torch.long)
+        bad = self.labels >= sizes
+        if bool(bad.any()):
+            row = int(bad.nonzero()[0])
+            raise ValueError(
+                f"{self.name}: row {row} has {int(sizes[row])} options but label {int(self.labels[row])}; "
+                "a label indexes the example's own options (0-based)"
+            )
+        if len(sizes) and int(sizes.max()) > len(self.class_names):
+            raise ValueError(
+                f"{self.name}: an example has {int(sizes.max())} options but class_names name "
+                f"{len(self.class_names)} positions; give one name per option position (e.g. A, B, C, D, E)"
+            )
+
     def __len__(self) -> int:
         return len(self.texts)
+
+    @property
+    def is_multiple_choice(self) -> bool:
+        return self.target_type == "multiple_choice"
+
+    @property
+    def flat_texts(self) -> list[str]:
+        """Every sequence the backbone reads: the texts, or every option of every group in order."""
+        if self.is_multiple_choice:
+            return [text for group in self.texts for text in group]
+        return list(self.texts)
 
     @property
     def targets(self) -> Tensor:

@@ -10,7 +10,7 @@ so that N·L is the negative log posterior under w ~ N(0, (N·λ)⁻¹ I) (N tra
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 from pydantic import Field, NonNegativeFloat
@@ -22,6 +22,8 @@ from bayeshead.heads.option_scoring import (
     check_option_targets,
     segment_log_softmax,
 )
+from bayeshead.registry import HEADS
+from bayeshead.search_space import LogUniform, SearchSpace
 from bayeshead.types import LossTerms
 
 __all__ = ["DeterministicOptionHead", "DeterministicOptionConfig"]
@@ -29,9 +31,11 @@ __all__ = ["DeterministicOptionHead", "DeterministicOptionConfig"]
 
 class DeterministicOptionConfig(OptionHeadConfig):
     kind: Literal["deterministic_options"] = "deterministic_options"
+    search_space: ClassVar[SearchSpace] = {"head.weight_decay": LogUniform(low=1e-6, high=1e-1)}
     weight_decay: NonNegativeFloat = Field(0.0, description="λ in (λ/2)·‖w‖²: 0 is MLE, > 0 is MAP.")
 
 
+@HEADS.register("deterministic_options", config=DeterministicOptionConfig)
 class DeterministicOptionHead(OptionHead):
     """One weight vector w scores every option; softmax over each question's own options."""
 
@@ -61,7 +65,7 @@ class DeterministicOptionHead(OptionHead):
         offsets = self.offsets(counts)
         return (z if offsets is None else z + offsets), counts
 
-    def loss(self, features: Tensor, counts: Tensor | list[int], targets: Tensor) -> LossTerms:
+    def loss_flat(self, features: Tensor, counts: Tensor | list[int], targets: Tensor) -> LossTerms:
         z, counts = self.logits(features, counts)
         y = check_option_targets(targets, counts, self._name)
         starts = torch.cumsum(counts, 0) - counts
@@ -73,7 +77,7 @@ class DeterministicOptionHead(OptionHead):
             total = total + parts["weight_decay"]
         return LossTerms(total=total, parts=parts)
 
-    def predict(
+    def predict_flat(
         self,
         features: Tensor,
         counts: Tensor | list[int],

@@ -57,6 +57,8 @@ from bayeshead.heads.vbll_common import (
     elbo_terms,
     prior_variance,
 )
+from bayeshead.registry import HEADS
+from bayeshead.search_space import LogUniform, SearchSpace
 from bayeshead.types import LossTerms
 
 __all__ = ["VBLLOptionConfig", "VBLLOptionHead"]
@@ -64,6 +66,10 @@ __all__ = ["VBLLOptionConfig", "VBLLOptionHead"]
 
 class VBLLOptionConfig(VBLLConfigBase):
     kind: Literal["vbll_options"] = "vbll_options"
+    search_space: ClassVar[SearchSpace] = {
+        "head.prior_scale": LogUniform(low=0.1, high=100.0),
+        "head.noise_init": LogUniform(low=0.05, high=1.0),
+    }
     position_bias: bool = Field(
         False, description="Add a point-estimated logit offset b_k for each option position k < max_options."
     )
@@ -77,6 +83,7 @@ class VBLLOptionConfig(VBLLConfigBase):
     n_samples: PositiveInt = Field(100, description="Monte-Carlo samples when predictive='mc' and none are passed.")
 
 
+@HEADS.register("vbll_options", config=VBLLOptionConfig)
 class VBLLOptionHead(OptionHead):
     """q(w) = N(w̄, S) shared by all options; joint Gaussian logits per question."""
 
@@ -199,11 +206,11 @@ class VBLLOptionHead(OptionHead):
         return mean + unpad_segments(noise, counts).to(mean.dtype)
 
     # -- interface -----------------------------------------------------------------------------
-    def loss(self, features: Tensor, counts: Tensor | list[int], targets: Tensor) -> LossTerms:
+    def loss_flat(self, features: Tensor, counts: Tensor | list[int], targets: Tensor) -> LossTerms:
         nll_bound = -self.jensen_bound(features, counts, targets).mean()
         return elbo_terms("nll_bound", nll_bound, self)
 
-    def predict(
+    def predict_flat(
         self,
         features: Tensor,
         counts: Tensor | list[int],

@@ -78,6 +78,12 @@ class LaplaceLoRA(UncertaintyMethod):
                 f"head.kind={config.head.kind!r} is a regression head; for regression with a Laplace posterior "
                 "use head.kind=laplace_regression (last-layer Laplace, closed-form Gaussian predictive)"
             )
+        if HEADS.get(config.head.kind).task_type == "multiple_choice":
+            raise UserInputError(
+                f"{_NAME} does not take per-option heads yet (head.kind={config.head.kind!r}): its Jacobians are "
+                "taken per class row of a C-way head; put the task in the letter formulation for this method "
+                "(task.formulation=letter, head.kind=deterministic)"
+            )
         if config.head.kind != "deterministic":
             raise UserInputError(
                 f"{_NAME}: the GLM predictive linearises a MAP softmax head, got head.kind={config.head.kind!r}; "

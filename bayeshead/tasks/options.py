@@ -28,10 +28,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from bayeshead.data.choices import OptionDataset
+from bayeshead.data.dataset import TextDataset
 from bayeshead.errors import UserInputError
 from bayeshead.tasks.prompts import BOOLQ_PASSAGE_CHARS, PROMPT_FAMILY
-from bayeshead.tasks.records import QARecord
+from bayeshead.tasks.records import QARecord, letters
 
 __all__ = ["FORMULATIONS", "OPTION_TEMPLATE", "BOOLQ_OPTION_TEMPLATE", "option_dataset", "option_texts"]
 
@@ -73,14 +73,21 @@ def option_texts(task_name: str, record: QARecord) -> list[str]:
     return [OPTION_TEMPLATE.format(question=record.question, option=option) for option in record.choices]
 
 
-def option_dataset(task_name: str, records: Sequence[QARecord], name: str) -> OptionDataset:
-    """The per-option dataset of ``records``: option texts grouped by question, the option
-    counts, the correct indices and the question ids (named ``<task>/<name>``)."""
+def option_dataset(
+    task_name: str, records: Sequence[QARecord], name: str, class_names: Sequence[str] | None = None
+) -> TextDataset:
+    """The per-option dataset of ``records``: one option group (a tuple of option texts) per
+    question and the index of its correct option (``target_type="multiple_choice"``, named
+    ``<task>/<name>``); ``class_names`` name the option positions (default: letters up to the
+    largest group)."""
     if not records:
         raise UserInputError(f"{task_name}/{name}: no questions to build a dataset from")
-    return OptionDataset.from_groups(
-        [option_texts(task_name, r) for r in records],
-        [r.answer for r in records],
-        question_ids=[r.id for r in records],
+    groups = [tuple(option_texts(task_name, r)) for r in records]
+    names = list(class_names) if class_names is not None else list(letters(max(len(g) for g in groups)))
+    return TextDataset(
+        texts=groups,
+        labels=[r.answer for r in records],
+        class_names=names,
         name=f"{task_name}/{name}",
+        target_type="multiple_choice",
     )

@@ -30,7 +30,6 @@ from pydantic import Field, field_validator
 from bayeshead._builtins import BUILTINS
 from bayeshead.config import ComponentConfig
 from bayeshead.data import TextDataset
-from bayeshead.data.choices import OptionDataset
 from bayeshead.errors import UserInputError
 from bayeshead.registry import TASKS
 from bayeshead.tasks.options import option_dataset
@@ -118,27 +117,30 @@ class QATask:
 
     @property
     def formulation(self) -> str:
-        """``"letter"`` (:meth:`dataset`) or ``"options"`` (:meth:`option_dataset`)."""
+        """``"letter"`` or ``"options"`` (see :meth:`dataset`)."""
         return self.config.formulation
 
-    def option_dataset(self, records: list[QARecord], name: str) -> OptionDataset:
-        """The per-option formulation of ``records``: one text per option, grouped by question,
-        any number of options per question (:func:`bayeshead.tasks.options.option_dataset`)."""
-        return option_dataset(self.name, records, name)
+    def option_dataset(self, records: list[QARecord], name: str) -> TextDataset:
+        """The per-option formulation of ``records``: one option group per question, any number
+        of options up to the task's C (:func:`bayeshead.tasks.options.option_dataset`)."""
+        return option_dataset(self.name, records, name, class_names=self.class_names)
 
     def fits(self, record: QARecord) -> bool:
-        """Whether the head's C classes cover the record's options."""
+        """Whether the head's C classes (option positions) cover the record's options."""
         return len(record.choices) <= self.num_classes
 
     def dataset(self, records: list[QARecord], name: str) -> TextDataset:
-        """Prompts and answer indices of ``records``; a record with more options than the head
-        has classes is an error (filter with :meth:`fits` first)."""
+        """The task's data in its formulation: ``letter``, prompts and answer indices for a C-way
+        head; ``options``, option groups for a per-option head (:meth:`option_dataset`). A record
+        with more options than the task has classes is an error (filter with :meth:`fits` first)."""
         too_many = [r.id for r in records if not self.fits(r)]
         if too_many:
             raise UserInputError(
                 f"{self.name}: {len(too_many)} question(s) have more than {self.num_classes} options "
                 f"(e.g. {too_many[0]}); filter them with QATask.fits"
             )
+        if self.formulation == "options":
+            return self.option_dataset(records, name)
         return TextDataset(
             texts=[format_prompt(self.name, r) for r in records],
             labels=[r.answer for r in records],

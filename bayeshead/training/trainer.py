@@ -68,10 +68,17 @@ def data_fingerprint(data: TextDataset) -> str:
 
     Class labels enter as int64 bytes; regression targets as their exact bytes with dtype and
     shape (a changed digit in the 7th decimal changes the fingerprint); pairs add every second
-    text after a marker. Single-text classification data hash as they always did, so existing
+    text after a marker; an option group enters as its options, each ended by a unit separator,
+    then a group separator. Single-text classification data hash as they always did, so existing
     checkpoints stay resumable."""
     digest = hashlib.sha256()
     for text in data.texts:
+        if isinstance(text, tuple):  # an option group: its options, then a group marker
+            for option in text:
+                digest.update(option.encode("utf-8", "surrogatepass"))
+                digest.update(b"\x1f")
+            digest.update(b"\x1e")
+            continue
         digest.update(text.encode("utf-8", "surrogatepass"))
         digest.update(b"\0")
     if getattr(data, "target_type", "classification") == "regression":
@@ -402,11 +409,10 @@ class Trainer:
         head = self.model.head
         data_type = getattr(data, "target_type", "classification")
         if head.task_type != data_type:
-            fix = (
-                "use a regression head (gaussian, laplace_regression, variance_scaling, vbll_regression)"
-                if data_type == "regression"
-                else "use a classification head (deterministic, vbll_classification, laplace, ...)"
-            )
+            fix = {
+                "regression": "use a regression head (gaussian, laplace_regression, variance_scaling, vbll_regression)",
+                "multiple_choice": "use a per-option head (deterministic_options, vbll_options)",
+            }.get(data_type, "use a classification head (deterministic, vbll_classification, laplace, ...)")
             raise ValueError(
                 f"{what} data ({getattr(data, 'name', 'data')}) has {data_type} targets but head.kind="
                 f"{head.config.kind!r} is a {head.task_type} head; {fix}, or load the data with "
@@ -417,6 +423,14 @@ class Trainer:
                 raise ValueError(
                     f"{what} data has {data.num_outputs} target column(s) but the head predicts "
                     f"{head.num_outputs}; build the model with num_outputs=data.num_outputs"
+                )
+            return
+        if head.task_type == "multiple_choice":
+            widest = max(len(group) for group in data.texts)
+            if widest > head.num_outputs:
+                raise ValueError(
+                    f"{what} data has a question with {widest} options but the head scores at most "
+                    f"{head.num_outputs}; build the model with num_outputs=data.num_classes"
                 )
             return
         if self.model.head.task_type == "classification":
