@@ -47,6 +47,9 @@ def _digest(*splits: TextDataset) -> str:
     sha = hashlib.sha256()
     for split in splits:
         for text in [*split.texts, *(getattr(split, "text_pair", None) or [])]:
+            if isinstance(text, tuple):  # an option group (multiple choice)
+                sha.update(b"\x1e" + "\x1f".join(text).encode("utf-8") + b"\0")
+                continue
             sha.update(text.encode("utf-8") + b"\0")
         sha.update(repr(split.labels.tolist()).encode("ascii") + b"\1")
     return sha.hexdigest()

@@ -10,6 +10,7 @@
     bayeshead bench report outputs/bench/quick            # rebuild tables/figures from run JSONs
     bayeshead bench tune quick --trials 20                # tune every method on validation data
     bayeshead bench run outputs/tune/quick/tuned.yaml     # ... then run the tuned suite (test data once)
+    bayeshead bench formulation commonsense-cpu           # letter or per-option, per task, on validation
 
 ``bayeshead bench --suite quick`` (no subcommand) is read as ``bench run --suite quick``.
 """
@@ -29,7 +30,9 @@ __all__ = [
     "add_report_arguments",
     "add_run_arguments",
     "add_tune_arguments",
+    "add_formulation_arguments",
     "cmd_bench",
+    "cmd_formulation",
     "cmd_report",
     "cmd_tune",
 ]
@@ -109,6 +112,17 @@ def add_tune_arguments(p: argparse.ArgumentParser) -> None:
     p.set_defaults(func=cmd_tune)
 
 
+def add_formulation_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("suite", nargs="?", help="a QA suite: a file under benchmarks/ by name, or a suite YAML")
+    p.add_argument("--suite", dest="suite_option", metavar="SUITE", help="the same as the positional SUITE")
+    p.add_argument("--method", help="the reference method fitted in each formulation (default: the suite's first)")
+    p.add_argument("--tasks", nargs="+", metavar="TASK", help="only these QA tasks of the suite")
+    p.add_argument("--objective", choices=["nll", "ece", "nll+ece"], default="nll", help="validation score minimised")
+    p.add_argument("--out", help="output directory (default outputs/formulation/<suite>)")
+    _add_setup_arguments(p)
+    p.set_defaults(func=cmd_formulation)
+
+
 def add_report_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("runs", help="folder holding run JSONs (searched recursively)")
     p.add_argument("--out", help="where to write the report (default: the runs folder)")
@@ -117,7 +131,7 @@ def add_report_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def add_bench_parsers(p: argparse.ArgumentParser) -> None:
-    sub = p.add_subparsers(dest="bench_command", metavar="{run,report,tune}")
+    sub = p.add_subparsers(dest="bench_command", metavar="{run,report,tune,formulation}")
     sub.required = True
     add_run_arguments(
         sub.add_parser("run", help="train and evaluate every method x task x seed of a suite; write the report")
@@ -129,6 +143,12 @@ def add_bench_parsers(p: argparse.ArgumentParser) -> None:
         sub.add_parser(
             "tune",
             help="search each method's options on validation data (same budget for all); write a tuned suite YAML",
+        )
+    )
+    add_formulation_arguments(
+        sub.add_parser(
+            "formulation",
+            help="choose each QA task's formulation (letter or options) on validation data; write the suite with it",
         )
     )
 
@@ -314,4 +334,38 @@ def cmd_tune(args: argparse.Namespace) -> int:
     print(f"total {time.perf_counter() - start:.0f}s; every trial: {written['json']} and {written['markdown']}")
     print(f"tuned suite: {written['tuned']}; run it (the test split is read there): "
           f"bayeshead bench run {written['tuned']}{data_args}")
+    return 0
+
+
+def cmd_formulation(args: argparse.Namespace) -> int:
+    from bayeshead.bench.data import qa_benchmark
+    from bayeshead.bench.formulation import choose_formulations, write_formulations
+    from bayeshead.bench.suite import load_suite
+
+    suite = load_suite(_suite_name(args)).select_tasks(args.tasks)
+    updates = {k: getattr(args, k) for k in ("n_train", "n_val", "n_test", "n_ood") if getattr(args, k) is not None}
+    if updates:
+        suite = type(suite).model_validate({**suite.model_dump(), **updates})
+    if args.data or not suite.tasks:
+        raise UsageError("bench formulation chooses between the formulations of QA tasks; give a suite with tasks:")
+    data_dir = _data_dir(args)
+
+    def load(task: str, formulation: str):  # noqa: ANN202
+        return qa_benchmark(
+            task, n_train=suite.n_train, n_val=suite.n_val, n_test=suite.n_test, n_ood=suite.n_ood,
+            ood_tasks=suite.ood_tasks.get(task, []), seed=suite.data_seed, data_dir=data_dir, formulation=formulation,
+        )
+
+    print(f"suite {suite.name}: choosing the formulation of {suite.tasks} on validation data "
+          f"({args.objective}); {torch.get_num_threads()} threads", flush=True)
+    start = time.perf_counter()
+    result = choose_formulations(
+        suite, load, method=args.method, overrides=_overrides(args), objective=args.objective,
+        log=lambda line: print(line, flush=True),
+    )
+    written = write_formulations(suite, result, Path(args.out or f"outputs/formulation/{suite.name}"))
+    print()
+    print(written["markdown"].read_text(encoding="utf-8"))
+    print(f"total {time.perf_counter() - start:.0f}s; suite with the chosen formulations: {written['suite']}; "
+          f"run it: bayeshead bench run {written['suite']}")
     return 0

@@ -1,5 +1,5 @@
 """``bayeshead`` console script: ``list``, ``validate``, ``demo``, ``train``, ``bench run``,
-``bench report`` (also ``report``), ``bench tune``.
+``bench report`` (also ``report``), ``bench tune``, ``bench formulation``.
 
 Bad arguments and invalid configs print the problem (no traceback) and exit with status 2.
 """
@@ -124,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "bench",
         help="methods x tasks x seeds side by side: 'bench run SUITE' (the main job: quick), 'bench report DIR', "
-        "'bench tune SUITE' (tuning on validation data)",
+        "'bench tune SUITE' (tuning on validation data), 'bench formulation SUITE' (letter or per-option, per task)",
     )
     add_bench_parsers(p)
 
@@ -135,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _legacy_bench(argv: list[str]) -> list[str]:
     """``bench --suite quick ...`` (no subcommand) means ``bench run --suite quick ...``."""
-    if argv[:1] == ["bench"] and (len(argv) == 1 or argv[1] not in ("run", "report", "tune", "-h", "--help")):
+    if argv[:1] == ["bench"] and (len(argv) == 1 or argv[1] not in ("run", "report", "tune", "formulation", "-h", "--help")):
         return ["bench", "run", *argv[1:]]
     return argv
 
