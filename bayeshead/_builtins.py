@@ -58,6 +58,10 @@ BUILTINS: dict[str, dict[str, tuple[str, str]]] = {
             "bayeshead.heads.vbll_options",
             "Multiple choice, per option: VBLL over the shared weight vector, joint Gaussian option logits, Jensen bound, probit/MC",
         ),
+        "laplace_options": (
+            "bayeshead.heads.laplace_options",
+            "Multiple choice, per option: MAP option head + post-hoc Laplace over the shared weight vector (exact GGN, evidence-fitted prior), probit/MC",
+        ),
     },
     "methods": {
         "single": ("bayeshead.methods.single", "One model: backbone (+ adapters) + head, one backbone pass per prediction"),

@@ -121,8 +121,8 @@ def test_every_method_trains_and_predicts_multiple_choice(method, head, offline_
     assert float(after.nll(train.labels).mean()) < float(before.nll(train.labels).mean())
 
 
-def test_laplace_lora_refuses_per_option_heads_clearly():
-    config = load_config(overrides=["head.kind=deterministic_options", *_TRAIN, "method.kind=laplace_lora"])
+def test_laplace_lora_refuses_a_per_option_head_it_cannot_linearise():
+    config = load_config(overrides=["head.kind=vbll_options", *_TRAIN, "method.kind=laplace_lora"])
     with pytest.raises(BayesheadError, match="per-option heads"):
         build_method(config, num_outputs=4)
 
@@ -163,6 +163,7 @@ def test_method_config_swaps_in_the_per_option_head_and_refuses_heads_without_on
     suite = SuiteConfig.model_validate(
         {"name": "s", "tasks": ["obqa"], "formulation": {"obqa": "options"},
          "methods": [{"name": "vbll", "overrides": ["head.kind=vbll_classification", "head.prior_scale=7"]},
+                     {"name": "ts", "overrides": ["head.kind=temperature"]},
                      {"name": "la", "overrides": ["head.kind=laplace"]}]}
     )
     config = method_config(suite, suite.methods[0], 0, task="obqa")
@@ -170,6 +171,7 @@ def test_method_config_swaps_in_the_per_option_head_and_refuses_heads_without_on
     assert config.task.formulation == "options"
     with pytest.raises(UserInputError, match="no per-option counterpart"):
         method_config(suite, suite.methods[1], 0, task="obqa")
+    assert method_config(suite, suite.methods[2], 0, task="obqa").head.kind == "laplace_options"
     letter = suite.model_copy(update={"formulation": {}})
     assert method_config(letter, letter.methods[0], 0, task="obqa").head.kind == "vbll_classification"
     with pytest.raises(ValueError, match="formulation names"):

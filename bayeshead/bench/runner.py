@@ -46,7 +46,11 @@ __all__ = [
 ]
 
 #: class-row head -> the per-option head that scores each option with the same settings
-OPTION_HEADS: dict[str, str] = {"deterministic": "deterministic_options", "vbll_classification": "vbll_options"}
+OPTION_HEADS: dict[str, str] = {
+    "deterministic": "deterministic_options",
+    "vbll_classification": "vbll_options",
+    "laplace": "laplace_options",
+}
 
 RUN_SCHEMA = 3  # 3: "method_kind", "per_example" (paired comparisons); 2: "task", "head_init", "suite_position", OOD sets
 

@@ -82,7 +82,7 @@ class SuiteConfig(StrictModel):
         default_factory=dict,
         description="QA task -> how its questions are put: 'letter' (default; one prompt, a C-way head over the "
         "answer letters) or 'options' (each option its own sequence, the suite's heads replaced by their per-option "
-        "counterparts: deterministic -> deterministic_options, vbll_classification -> vbll_options). Its OOD sets "
+        "counterparts: deterministic -> deterministic_options, vbll_classification -> vbll_options, laplace -> laplace_options). Its OOD sets "
         "follow the task.",
     )
     n_train: PositiveInt | None = Field(

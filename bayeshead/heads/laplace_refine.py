@@ -12,6 +12,14 @@ S_c is computed from the Cholesky factor of P_c (``torch.cholesky_inverse``).
 
 The head must follow :class:`SupportsLaplaceRefinement`: it exposes its means and bias and
 accepts one dense covariance per class.
+
+A per-option (multiple-choice) Gaussian last layer with one weight vector w ~ N(w̄, S) shared by
+all options (``vbll_options``; :class:`SupportsOptionLaplaceRefinement`) is refined by
+:func:`refine_options_with_laplace`: S = (G + δI)⁻¹ with the per-option softmax GGN at w̄,
+
+    G = Σ_q H_qᵀ (diag(p_q) − p_q p_qᵀ) H_q,   p_q = softmax_{k < n_q}(H_q w̄ + b)
+
+(:func:`~bayeshead.heads.option_laplace_math.option_ggn`; w is one vector, so nothing is dropped).
 """
 
 from __future__ import annotations
@@ -22,8 +30,16 @@ import torch
 from torch import Tensor
 
 from bayeshead.heads.base import check_class_targets, check_features
+from bayeshead.heads.option_laplace_math import option_laplace_covariance
+from bayeshead.heads.option_scoring import check_option_targets, option_positions
 
-__all__ = ["SupportsLaplaceRefinement", "laplace_row_covariances", "refine_with_laplace"]
+__all__ = [
+    "SupportsLaplaceRefinement",
+    "SupportsOptionLaplaceRefinement",
+    "laplace_row_covariances",
+    "refine_options_with_laplace",
+    "refine_with_laplace",
+]
 
 
 @runtime_checkable
@@ -39,6 +55,30 @@ class SupportsLaplaceRefinement(Protocol):
 
     def set_row_covariances(self, covariances: Tensor) -> None:
         """Replace S_c by ``covariances[c]`` (C, d, d), symmetric positive definite."""
+        ...
+
+
+@runtime_checkable
+class SupportsOptionLaplaceRefinement(Protocol):
+    """A per-option Gaussian last layer: one weight vector w ~ N(w̄, S) scores every option."""
+
+    in_features: int
+    num_outputs: int
+
+    def laplace_option_mean(self) -> tuple[Tensor, Tensor | None]:
+        """w̄ (d,) and the position bias (max_options,) or None."""
+        ...
+
+    def unpad(self, features: Tensor) -> tuple[Tensor, Tensor]:
+        """Padded option features (Q, K', d) → flat rows (N, d) and counts (Q,)."""
+        ...
+
+    def check_inputs(self, features: Tensor, counts: Tensor | list[int]) -> tuple[Tensor, Tensor]:
+        """Validated flat features (N, d) and counts (Q,)."""
+        ...
+
+    def set_covariance(self, covariance: Tensor) -> None:
+        """Replace S by ``covariance`` (d, d), symmetric positive definite."""
         ...
 
 
@@ -88,3 +128,32 @@ def refine_with_laplace(
     covariances = laplace_row_covariances(mean, bias, features, prior_precision)
     head.set_row_covariances(covariances)
     return covariances
+
+
+@torch.no_grad()
+def refine_options_with_laplace(
+    head: SupportsOptionLaplaceRefinement,
+    features: Tensor,
+    targets: Tensor,
+    prior_precision: float,
+    *,
+    counts: Tensor | list[int] | None = None,
+) -> Tensor:
+    """Set a per-option head's S to (G + δ I)⁻¹, G the per-option softmax GGN at w̄ (and the
+    position bias) on the training option features: padded (Q, K', d) with NaN rows for absent
+    options (what the trainer collects), or flat (N, d) with ``counts`` (Q,). ``targets`` (Q,) only
+    validate the data (the GGN does not use labels). Returns S, (d, d) float64."""
+    if not isinstance(head, SupportsOptionLaplaceRefinement):
+        raise TypeError(
+            f"refine_options_with_laplace: {type(head).__name__} does not expose laplace_option_mean(), unpad(), "
+            "check_inputs() and set_covariance(cov); implement them (see SupportsOptionLaplaceRefinement)"
+        )
+    if counts is None:
+        features, counts = head.unpad(features)
+    features, counts = head.check_inputs(features, counts)
+    check_option_targets(targets, counts, "refine_options_with_laplace")
+    mean, bias = head.laplace_option_mean()
+    offsets = None if bias is None else bias[option_positions(counts)]
+    covariance = option_laplace_covariance(features, counts, mean, offsets, prior_precision)
+    head.set_covariance(covariance)
+    return covariance

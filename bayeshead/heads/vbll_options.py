@@ -29,6 +29,11 @@ With option features h_k = e_k ⊗ x (x ∈ R^d placed in block k of R^{C·d}) a
 class rows, μ_k = w̄_kᵀx, H S Hᵀ = [x ᵀ S_{kj} x] and this head is the class-row VBLL head
 (:class:`~bayeshead.heads.vbll_classification.VBLLClassificationHead`) with a joint posterior
 over the rows; a block-diagonal S gives exactly its independent rows.
+
+``training.laplace_refine=true`` (the "+LA" variant,
+:func:`~bayeshead.heads.laplace_refine.refine_options_with_laplace`) replaces S after training by
+the Laplace covariance at the mean, S = (G + δI)⁻¹ with the per-option softmax GGN G at w̄
+(:func:`~bayeshead.heads.option_laplace_math.option_ggn`); w̄, b and σ are kept.
 """
 
 from __future__ import annotations
@@ -133,8 +138,22 @@ class VBLLOptionHead(OptionHead):
 
     @torch.no_grad()
     def set_covariance(self, covariance: Tensor) -> None:
-        """Set S (d, d), symmetric positive definite (dense parameterization only)."""
+        """Set S (d, d), symmetric positive definite. A diagonal or low-rank posterior is first
+        switched to the dense parameterization (and ``config.covariance`` to ``"dense"``, so that a
+        saved model reloads with the right shapes), as the class-row VBLL head's
+        ``set_row_covariances`` does; w̄ is kept."""
+        if self.posterior.kind != "dense":
+            old = self.posterior
+            dense = GaussianRows(1, old.dim, "dense").to(device=old.mean.device, dtype=old.mean.dtype)
+            dense.mean.copy_(old.mean)
+            self.posterior = dense
+            self.config = self.config.model_copy(update={"covariance": "dense"})
         self.posterior.set_dense_covariance(covariance[None])
+
+    # -- post-hoc Laplace refinement ("+LA"; bayeshead.heads.laplace_refine) ----------------------
+    def laplace_option_mean(self) -> tuple[Tensor, Tensor | None]:
+        """w̄ (d,) and the position bias (max_options,) or None, where the GGN is evaluated."""
+        return self.mean.detach(), None if self.position_bias is None else self.position_bias.detach()
 
     # -- pieces --------------------------------------------------------------------------------
     def root_projection(self, features: Tensor) -> Tensor:

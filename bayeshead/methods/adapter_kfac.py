@@ -22,6 +22,15 @@ tokens of example n; on unpadded batches this is laplace-torch's normalisation e
 each batch's input moment by N·T for its sequence length T). The factors are stored as
 laplace-torch's ``KronLaplace`` stores them: ``[G (out×out), A (in×in)]`` for the row-major
 flattening of the (out, in) weight.
+
+Multiple choice (a tokenized option batch with ``option_counts``, a per-option head): example n is
+a question q whose n_q options are separate rows of the flat batch, and its logits (Q, K) are −inf
+on the slots it lacks (p = 0 there, so S_q is 0 on them). The weight-sharing dimension of the
+expand rule is then every real token of every option of the question: G sums g g ᵀ over all the
+question's option rows and their tokens, each row carrying the output-side gradient of its own
+option slot (row r = option k of q: g_{r,t,c} = S_q[k, c]·∂z_{q,k}/∂h_{r,t}, from the same C
+backward passes through √Λ), and A weights each token by 1/T_q, T_q the real tokens of all of
+q's options together (N = the number of questions).
 """
 
 from __future__ import annotations
@@ -33,10 +42,27 @@ from functools import partial
 import torch
 from torch import Tensor, nn
 
+from bayeshead.backbones.option_groups import OPTION_COUNTS
+
 __all__ = ["AdapterKFAC"]
 
 _NAME = "adapter Laplace (kron)"
 _ATTRS = ("lora_A", "lora_B", "theta")
+
+
+def _token_weights(mask: Tensor, counts: Tensor | None) -> Tensor:
+    """The weight of every token in A, (rows, tokens): 1/T_n on the real tokens of example n (a
+    row; with option ``counts``, a question: all its option rows together), 0 on pads."""
+    if counts is None:
+        return mask / mask.sum(dim=1, keepdim=True).clamp_min(1.0)
+    counts = torch.as_tensor(counts).long().reshape(-1).to(mask.device)
+    if int(counts.sum()) != mask.shape[0]:
+        raise ValueError(
+            f"{_NAME}: option counts sum to {int(counts.sum())} but the batch has {mask.shape[0]} option rows"
+        )
+    question = torch.repeat_interleave(torch.arange(counts.numel(), device=mask.device), counts)
+    tokens = mask.new_zeros(counts.numel()).index_add(0, question, mask.sum(dim=1))  # T_q
+    return mask / tokens[question].clamp_min(1.0).unsqueeze(1)
 
 
 def _io(adapter: nn.Module, attr: str, x: Tensor | None, grad_out: Tensor | None) -> Tensor:
@@ -77,6 +103,7 @@ class AdapterKFAC:
         self.input_factors: list[Tensor | None] = [None] * len(names)
         self._outputs: list[tuple[str, Tensor]] = []
         self._mask: Tensor | None = None  # set only during the recorded forward pass
+        self._weights: Tensor | None = None  # the tokens' weights in A, with the mask
 
     def _device(self) -> torch.device:
         adapter = next(iter(self.modules.values()))[0]
@@ -88,9 +115,9 @@ class AdapterKFAC:
     def _forward_hook(
         self, module_name: str, module: nn.Module, args: tuple, output: Tensor
     ) -> None:
-        mask = self._mask
+        mask, weights = self._mask, self._weights
         # outside the recorded forward pass (e.g. a checkpointing recompute during backward)
-        if mask is None:
+        if mask is None or weights is None:
             return
         x = args[0]
         if x.dim() != 3 or tuple(x.shape[:2]) != tuple(mask.shape):
@@ -100,7 +127,6 @@ class AdapterKFAC:
             )
         with torch.no_grad():
             x = module.dropout(x).detach().to(torch.float64)
-            weights = mask / mask.sum(dim=1, keepdim=True).clamp_min(1.0)  # 1/T_n on real tokens
             adapter, params = self.modules[module_name]
             for i, attr in params:
                 a = _io(adapter, attr, x, None)
@@ -108,9 +134,9 @@ class AdapterKFAC:
         self._outputs.append((module_name, output))
 
     @contextmanager
-    def _recording(self, mask: Tensor) -> Iterator[None]:
+    def _recording(self, mask: Tensor, weights: Tensor) -> Iterator[None]:
         """Hooks on the adapters for the duration of one forward pass."""
-        self._mask, self._outputs = mask, []
+        self._mask, self._weights, self._outputs = mask, weights, []
         handles = [
             adapter.register_forward_hook(partial(self._forward_hook, name))
             for name, (adapter, _) in self.modules.items()
@@ -120,18 +146,21 @@ class AdapterKFAC:
         finally:
             for h in handles:
                 h.remove()
-            self._mask = None
+            self._mask = self._weights = None
 
     def accumulate(
         self, logits_fn: Callable[[Mapping[str, Tensor]], Tensor], batch: Mapping[str, Tensor]
     ) -> Tensor:
         """One forward pass of ``logits_fn`` (batch -> (B, C) float64 logits, differentiable in
         the adapters) and C backward passes; adds the batch to G and A and returns the logits.
+        For an option batch (``option_counts``) B is the number of questions and the logits are
+        −inf on the slots a question lacks (see the module docstring).
         The caller puts the model in eval mode and makes the adapter parameters require grad."""
         device = self._device()
         mask = batch["attention_mask"].to(device=device, dtype=torch.float64)
+        counts = batch.get(OPTION_COUNTS)
         with torch.enable_grad():
-            with self._recording(mask):
+            with self._recording(mask, _token_weights(mask, counts)):
                 logits = logits_fn(batch)
             outputs, self._outputs = self._outputs, []
             if not outputs:
@@ -140,15 +169,18 @@ class AdapterKFAC:
                 )
             if not logits.requires_grad:
                 raise RuntimeError(f"{_NAME}: the logits do not depend on the adapter parameters")
-            p = torch.softmax(logits.detach(), dim=-1)
+            p = torch.softmax(logits.detach(), dim=-1)  # 0 on absent options
             root = p.sqrt()
             n_classes = logits.shape[1]
+            scores = logits
+            if counts is not None:  # −inf·0 would be NaN: absent slots carry no gradient anyway
+                scores = logits.masked_fill(~torch.isfinite(logits.detach()), 0.0)
             for c in range(n_classes):
                 column = root[:, c : c + 1] * (
                     nn.functional.one_hot(torch.tensor(c), n_classes).to(p) - p
                 )
                 grads = torch.autograd.grad(
-                    (logits * column).sum(),
+                    (scores * column).sum(),
                     [out for _, out in outputs],
                     retain_graph=c + 1 < n_classes,
                     allow_unused=True,

@@ -17,6 +17,20 @@ laplace-torch's default ``KronLaplace``; :mod:`bayeshead.methods.adapter_kfac`),
 log|H + δI| and J Σ Jᵀ from the factors' eigendecompositions (:mod:`bayeshead.methods.kron_ggn`).
 Covariance algebra is in float64; the backbone is used in place (never copied).
 
+Multiple choice (a per-option head, ``head.kind=deterministic_options``): an example n is a
+question q with n_q options, each its own sequence (a row of the flat tokenized batch, whose
+``option_counts`` say which rows belong to which question). Its logits are f_q = H_q w + b
+(n_q,), H_q the option features, w the head's shared weight vector, b the position bias; the
+question fills the first n_q of K output slots (K = the batch's most options) and the absent slots
+get logit −∞: probability 0, zero Jacobian rows, so Λ_q has zero rows and columns there and
+
+    H = Σ_q J_qᵀ Λ_q J_q   over each question's real options only.
+
+The GLM predictive is taken per question over its real options (J_q Σ J_qᵀ is n_q × n_q) and
+returned padded to the head's ``max_options`` columns with probability exactly 0 elsewhere.
+For ``"kron"`` the shared dimension of the expand rule is every token of every option of a
+question (:mod:`bayeshead.methods.adapter_kfac`).
+
     la = fit_adapter_laplace(model, train_batches, prior_precision=1.0, structure="full")
     best = max(grid, key=la.log_marginal_likelihood); la.set_prior_precision(best)
     predictive = la.predict(["a text"], link="probit")
@@ -32,7 +46,15 @@ import torch
 from scipy.optimize import minimize_scalar
 from torch import Tensor, nn
 
-from bayeshead.heads.glm_predictive import mc_predictive, probit_predictive
+from bayeshead.backbones.option_groups import OPTION_COUNTS, is_option_groups, option_batch
+from bayeshead.heads.glm_predictive import mc_predictive, probit_predictive, sample_logits
+from bayeshead.heads.option_scoring import (
+    OptionPredictive,
+    check_counts,
+    option_positions,
+    pad_segments,
+    unpad_segments,
+)
 from bayeshead.methods.adapter_kfac import AdapterKFAC
 from bayeshead.methods.kron_ggn import KronGGN
 from bayeshead.types import CategoricalPredictive
@@ -42,6 +64,8 @@ __all__ = [
     "fit_adapter_laplace",
     "adapter_laplace_parameters",
     "optimize_log_prior_precision",
+    "ggn_terms",
+    "slice_question",
     "MAX_FULL_PARAMETERS",
 ]
 
@@ -94,32 +118,110 @@ def _head_linear(model: nn.Module) -> nn.Linear:
     return linear
 
 
+def _option_head(model: nn.Module) -> nn.Module:
+    """The MAP per-option head: one shared weight vector ``weight`` (d,) and an optional
+    ``position_bias`` (K,), as ``deterministic_options`` has."""
+    head = model.head
+    weight = getattr(head, "weight", None)
+    if not isinstance(weight, nn.Parameter) or weight.dim() != 1:
+        raise TypeError(
+            f"{_NAME}: a per-option head must be a MAP head with one shared weight vector `.weight` "
+            f"(head.kind=deterministic_options), got {type(head).__name__}"
+        )
+    return head
+
+
+def _is_option_head(model: nn.Module) -> bool:
+    return getattr(model.head, "task_type", None) == "multiple_choice"
+
+
 def _slice(batch: Mapping[str, Tensor], i: int) -> dict[str, Tensor]:
     return {k: v[i : i + 1] for k, v in batch.items() if isinstance(v, Tensor)}
 
 
+def slice_question(batch: Mapping[str, Tensor], q: int) -> dict[str, Tensor]:
+    """Question ``q`` of a tokenized option batch (flat option rows and ``option_counts``): its
+    n_q option rows of every tensor, with ``option_counts`` = [n_q]."""
+    tokenized, counts = option_batch(batch)
+    if counts is None:
+        raise ValueError(f"{_NAME}: slice_question needs a tokenized option batch (with {OPTION_COUNTS!r})")
+    counts = torch.as_tensor(counts).long().reshape(-1)
+    if not 0 <= q < counts.numel():
+        raise IndexError(f"{_NAME}: question {q} of a batch of {counts.numel()}")
+    start, n = int(counts[:q].sum()), int(counts[q])
+    out = {k: v[start : start + n] for k, v in tokenized.items() if isinstance(v, Tensor)}
+    out[OPTION_COUNTS] = counts[q : q + 1].clone()
+    return out
+
+
 class _Jacobians:
-    """Logits and per-example Jacobians J (B, C, P) of the model w.r.t. θ, in float64."""
+    """Logits and per-example Jacobians J (B, C, P) of the model w.r.t. θ, in float64.
+
+    With a per-option head an example is a question: logits (Q, K) with −inf on the slots a
+    question lacks and zero Jacobian rows there (K = the batch's most options)."""
 
     def __init__(self, model: nn.Module, params: list[nn.Parameter]) -> None:
         self.model = model
         self.params = params
-        self.linear = _head_linear(model)
+        self.options = _is_option_head(model)
+        if self.options:
+            self.head = _option_head(model)
+        else:
+            self.linear = _head_linear(model)
 
     def as_batch(self, batch: Batch) -> Mapping[str, Tensor]:
         if isinstance(batch, Mapping):
             return batch
-        return self.model.backbone.tokenize(list(batch))
+        texts = list(batch)
+        if is_option_groups(texts):
+            return self.model.as_batch(texts)
+        return self.model.backbone.tokenize(texts)
+
+    def _check_layout(self, batch: Mapping[str, Tensor]) -> None:
+        if self.options and OPTION_COUNTS not in batch:
+            raise ValueError(
+                f"{_NAME}: the per-option head {type(self.model.head).__name__} scores option groups; give "
+                "each example as a tuple of its option texts (or a tokenized batch with option_counts)"
+            )
+        if not self.options and OPTION_COUNTS in batch:
+            raise ValueError(
+                f"{_NAME}: got option groups (option_counts), but the head {type(self.model.head).__name__} "
+                "scores class rows; use a per-option head (head.kind=deterministic_options)"
+            )
 
     def logits(self, batch: Mapping[str, Tensor]) -> Tensor:
+        self._check_layout(batch)
+        if self.options:
+            return self._option_logits(batch)
         phi = self.model.backbone.features(batch).to(torch.float64)
         w = self.linear.weight.detach().to(torch.float64)
         b = None if self.linear.bias is None else self.linear.bias.detach().to(torch.float64)
         return nn.functional.linear(phi, w, b)
 
+    def _option_logits(self, batch: Mapping[str, Tensor]) -> Tensor:
+        """z_{q,k} = wᵀh_{q,k} (+ b_k) padded to (Q, K) with −inf where question q has no option k."""
+        tokenized, counts = option_batch(batch)
+        phi = self.model.backbone.features(tokenized).to(torch.float64)
+        counts = check_counts(counts, phi.shape[0], _NAME).to(phi.device)
+        z = phi @ self.head.weight.detach().to(torch.float64)
+        bias = getattr(self.head, "position_bias", None)
+        if bias is not None:
+            if int(counts.max()) > bias.shape[0]:
+                raise ValueError(
+                    f"{_NAME}: a question has {int(counts.max())} options but the head's position bias covers "
+                    f"{bias.shape[0]}"
+                )
+            z = z + bias.detach().to(torch.float64)[option_positions(counts)]
+        return pad_segments(z, counts)
+
     def __call__(self, batch: Batch) -> tuple[Tensor, Tensor]:
         batch = self.as_batch(batch)
-        n = int(batch["input_ids"].shape[0])
+        self._check_layout(batch)
+        if self.options:
+            counts = torch.as_tensor(batch[OPTION_COUNTS]).long().reshape(-1)
+            n, width = int(counts.numel()), int(counts.max())
+        else:
+            n = int(batch["input_ids"].shape[0])
         was_training = self.model.training
         flags = [p.requires_grad for p in self.params]
         self.model.eval()
@@ -129,7 +231,7 @@ class _Jacobians:
             means, jacs = [], []
             with torch.enable_grad():
                 for i in range(n):  # one example at a time: J_n is per example
-                    f = self.logits(_slice(batch, i))[0]
+                    f = self.logits(slice_question(batch, i) if self.options else _slice(batch, i))[0]
                     rows = []
                     for c in range(f.shape[0]):
                         grads = torch.autograd.grad(
@@ -143,8 +245,12 @@ class _Jacobians:
                                 ]
                             )
                         )
-                    means.append(f.detach())
-                    jacs.append(torch.stack(rows))
+                    mean, jac = f.detach(), torch.stack(rows)
+                    if self.options and f.shape[0] < width:  # absent options: logit −inf, J = 0
+                        mean = nn.functional.pad(mean, (0, width - f.shape[0]), value=-math.inf)
+                        jac = nn.functional.pad(jac, (0, 0, 0, width - f.shape[0]))
+                    means.append(mean)
+                    jacs.append(jac)
         finally:
             for p, flag in zip(self.params, flags, strict=True):
                 p.requires_grad_(flag)
@@ -241,7 +347,9 @@ class AdapterLaplace:
 
     @torch.no_grad()
     def logit_moments(self, batch: Batch) -> tuple[Tensor, Tensor]:
-        """f_MAP (B, C) and J Σ Jᵀ (B, C, C) in float64."""
+        """f_MAP (B, C) and J Σ Jᵀ (B, C, C) in float64; for option groups (Q, K) and (Q, K, K),
+        K the batch's most options, with f = −inf and zero covariance rows/columns on the slots a
+        question lacks."""
         mean, jac = self._jac(batch)
         jac = jac.to(self.ggn.device)
         if self.structure == "diag":
@@ -261,13 +369,44 @@ class AdapterLaplace:
         n_samples: int = 1000,
         generator: torch.Generator | None = None,
     ) -> CategoricalPredictive:
-        """GLM predictive for a tokenized batch or a list of texts."""
+        """GLM predictive for a tokenized batch, a list of texts or a list of option groups (then
+        per question over its own options, (Q, max_options) with probability 0 on absent ones)."""
+        batch = self._jac.as_batch(batch)
         mean, cov = self.logit_moments(batch)
+        if OPTION_COUNTS in batch:
+            return self._option_predictive(mean, cov, batch[OPTION_COUNTS], link, n_samples, generator)
         if link == "probit":
             return probit_predictive(mean, cov)
         if link == "mc":
             return mc_predictive(mean, cov, n_samples, generator)
         raise ValueError(f"{_NAME}: link must be 'probit' or 'mc', got {link!r}")
+
+    def _option_predictive(
+        self,
+        mean: Tensor,
+        cov: Tensor,
+        counts: Tensor,
+        link: str,
+        n_samples: int,
+        generator: torch.Generator | None,
+    ) -> CategoricalPredictive:
+        """f_q ~ N(z_q, J_q Σ J_qᵀ) over each question's real options (``mean`` (Q, K) with −inf and
+        ``cov`` (Q, K, K) with zero rows/columns on absent slots), padded to ``max_options``."""
+        counts = torch.as_tensor(counts).long().reshape(-1).to(mean.device)
+        if link == "probit":
+            # κ_k·z_k on the real slots; −inf stays −inf (probability 0) on the absent ones
+            log_probs = probit_predictive(mean, cov).log_probs
+            predictive = OptionPredictive(log_probs=unpad_segments(log_probs, counts), counts=counts)
+        elif link == "mc":
+            # the absent block of the covariance is 0: put I there so that the Cholesky factor is
+            # block diagonal (real block = that of J_q Σ J_qᵀ alone), and drop the absent draws
+            absent = ~torch.isfinite(mean)
+            cov = cov + torch.diag_embed(absent.to(cov.dtype))
+            samples = sample_logits(mean.masked_fill(absent, 0.0), cov, n_samples, generator)  # (S, Q, K)
+            predictive = OptionPredictive.from_sample_logits(unpad_segments(samples, counts), counts)
+        else:
+            raise ValueError(f"{_NAME}: link must be 'probit' or 'mc', got {link!r}")
+        return predictive.padded(int(self.model.head.max_options))
 
     # -- persistence ---------------------------------------------------------------------------
     def state_tensors(self) -> dict[str, Tensor]:
@@ -336,12 +475,35 @@ class AdapterLaplace:
         )
 
 
-def _checked_targets(targets: Tensor, logits: Tensor) -> Tensor:
+def ggn_terms(logits: Tensor, jac: Tensor, structure: Literal["diag", "full"]) -> Tensor:
+    """Σ_n J_nᵀ Λ_n J_n of one batch, Λ_n = diag(p_n) − p_n p_nᵀ, p_n = softmax(f_n): (P, P) for
+    ``"full"``, its diagonal (P,) for ``"diag"``. ``logits`` (B, C), ``jac`` (B, C, P). A slot with
+    logit −inf (an option the question lacks) has p = 0, so Λ_n is 0 on its row and column and
+    it adds nothing: a question of n real options among C slots gives the C = n class-row term."""
+    probs = torch.softmax(logits, dim=-1)
+    lam = torch.diag_embed(probs) - probs.unsqueeze(2) * probs.unsqueeze(1)  # (B, C, C)
+    lam_j = lam.to(jac.device) @ jac  # (B, C, P)
+    if structure == "diag":
+        return (jac * lam_j).sum(dim=(0, 1))
+    return torch.einsum("bcp,bcq->pq", jac, lam_j)
+
+
+def _checked_targets(targets: Tensor, logits: Tensor, counts: Tensor | None = None) -> Tensor:
+    """Class (or, with option ``counts``, correct-option) indices (B,) on the logits' device."""
     targets = torch.as_tensor(targets, device=logits.device).long().reshape(-1)
     if targets.shape[0] != logits.shape[0]:
         raise ValueError(f"{_NAME}: {targets.shape[0]} targets for a batch of {logits.shape[0]}")
     if targets.numel() and (int(targets.min()) < 0 or int(targets.max()) >= logits.shape[1]):
         raise ValueError(f"{_NAME}: targets must lie in [0, {logits.shape[1]})")
+    if counts is not None:
+        counts = torch.as_tensor(counts).long().reshape(-1).to(logits.device)
+        bad = targets >= counts
+        if bool(bad.any()):
+            q = int(bad.nonzero()[0])
+            raise ValueError(
+                f"{_NAME}: question {q} has {int(counts[q])} options but its target is {int(targets[q])}; "
+                "targets index the question's own options (0-based)"
+            )
     return targets
 
 
@@ -361,8 +523,9 @@ def _fit_kron(
         for p in plist:
             p.requires_grad_(True)
         for batch, targets in batches:
-            logits = kfac.accumulate(jacobians.logits, jacobians.as_batch(batch))
-            targets = _checked_targets(targets, logits)
+            batch = jacobians.as_batch(batch)
+            logits = kfac.accumulate(jacobians.logits, batch)
+            targets = _checked_targets(targets, logits, batch.get(OPTION_COUNTS))
             nll += nn.functional.cross_entropy(logits, targets, reduction="sum").to(device)
             n_data += int(targets.shape[0])
     finally:
@@ -384,7 +547,9 @@ def fit_adapter_laplace(
 ) -> AdapterLaplace:
     """Fit the GGN-Laplace posterior over the adapter parameters of ``model`` (a
     :class:`~bayeshead.model.BayesianModel`) at its current (MAP) weights on ``batches`` of
-    (tokenized batch or list of texts, class targets).
+    (tokenized batch or list of texts, class targets), or, with a per-option head
+    (``deterministic_options``), of (option groups or a tokenized option batch, the index of each
+    question's correct option); N then counts questions.
 
     ``structure="kron"`` uses one forward and C backward passes per batch (K-FAC, see
     :mod:`bayeshead.methods.adapter_kfac`); ``"diag"``/``"full"`` use exact per-example Jacobians."""
@@ -406,16 +571,10 @@ def fit_adapter_laplace(
     nll = torch.zeros((), dtype=torch.float64, device=device)
     n_data = 0
     for batch, targets in batches:
-        logits, jac = jacobians(batch)
-        targets = _checked_targets(targets, logits)
-        probs = torch.softmax(logits, dim=-1)
-        lam = torch.diag_embed(probs) - probs.unsqueeze(2) * probs.unsqueeze(1)  # (B, C, C)
-        jac = jac.to(device)
-        lam_j = lam.to(device) @ jac  # (B, C, P)
-        if structure == "diag":
-            ggn += (jac * lam_j).sum(dim=(0, 1))
-        else:
-            ggn += torch.einsum("bcp,bcq->pq", jac, lam_j)
+        batch = jacobians.as_batch(batch)
+        logits, jac = jacobians(batch)  # option groups: −inf logits and zero J rows on absent options
+        targets = _checked_targets(targets, logits, batch.get(OPTION_COUNTS))
+        ggn += ggn_terms(logits, jac.to(device), structure)
         nll += nn.functional.cross_entropy(logits, targets, reduction="sum").to(device)
         n_data += int(targets.shape[0])
     if n_data == 0:

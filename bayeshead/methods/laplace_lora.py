@@ -2,10 +2,13 @@
 "Bayesian Low-rank Adaptation for Large Language Models", ICLR).
 
 Training is MAP: a softmax linear head (``head.kind=deterministic``, weight decay λ) with the
-adapters, validated on the MAP network. After training, :func:`~bayeshead.methods.adapter_laplace.fit_adapter_laplace`
-fits the GGN Laplace posterior over the adapter parameters θ (LoRA A/B, or PoLAR's Θ with U, V
-fixed) with a diagonal, dense or Kronecker-factored (K-FAC, the paper's choice) curvature, and
-the prior precision δ maximises the Laplace log marginal likelihood
+adapters, validated on the MAP network; for multiple choice in the per-option formulation the
+per-option MAP head ``head.kind=deterministic_options`` (one question = one example, its logits
+the scores of its own options; every structure, see :mod:`bayeshead.methods.adapter_laplace`).
+After training, :func:`~bayeshead.methods.adapter_laplace.fit_adapter_laplace` fits the GGN
+Laplace posterior over the adapter parameters θ (LoRA A/B, or PoLAR's Θ with U, V fixed) with a
+diagonal, dense or Kronecker-factored (K-FAC, the paper's choice) curvature, and the prior
+precision δ maximises the Laplace log marginal likelihood
 
     log Z(δ) = log p(D|θ*) − ½δ‖θ*‖² + ½P·log δ − ½·log|H + δI|
 
@@ -79,11 +82,12 @@ class LaplaceLoRA(UncertaintyMethod):
                 "use head.kind=laplace_regression (last-layer Laplace, closed-form Gaussian predictive)"
             )
         if HEADS.get(config.head.kind).task_type == "multiple_choice":
-            raise UserInputError(
-                f"{_NAME} does not take per-option heads yet (head.kind={config.head.kind!r}): its Jacobians are "
-                "taken per class row of a C-way head; put the task in the letter formulation for this method "
-                "(task.formulation=letter, head.kind=deterministic)"
-            )
+            if config.head.kind != "deterministic_options":
+                raise UserInputError(
+                    f"{_NAME}: the GLM predictive linearises a MAP softmax head; of the per-option heads it takes "
+                    f"head.kind=deterministic_options (weight decay gives the MAP), got head.kind={config.head.kind!r}"
+                )
+            return
         if config.head.kind != "deterministic":
             raise UserInputError(
                 f"{_NAME}: the GLM predictive linearises a MAP softmax head, got head.kind={config.head.kind!r}; "
@@ -94,7 +98,8 @@ class LaplaceLoRA(UncertaintyMethod):
         self.laplace: AdapterLaplace | None = None
 
     def fit_posthoc(self, train: TextDataset, val: TextDataset | None) -> dict[str, float]:
-        """Fit the posterior at the MAP adapters on ``train`` and choose δ."""
+        """Fit the posterior at the MAP adapters on ``train`` (texts, or option groups for a
+        per-option head) and choose δ."""
         from bayeshead.methods.adapter_laplace import (
             fit_adapter_laplace,
             optimize_log_prior_precision,

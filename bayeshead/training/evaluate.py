@@ -19,7 +19,9 @@ __all__ = ["collect_features", "evaluate_nll"]
 
 @torch.no_grad()
 def collect_features(model: BayesianModel, data: TextDataset, batch_size: int | None = None) -> Tensor:
-    """Backbone features (N, d) of every example, in data order, in eval mode (no dropout)."""
+    """Backbone features (N, d) of every example, in data order, in eval mode (no dropout); for
+    option groups (multiple choice) (Q, K, d), each batch's NaN option padding widened to the
+    largest K of the data set."""
     batch_size = batch_size or model.config.evaluation.batch_size
     was_training = model.training
     model.eval()
@@ -27,6 +29,9 @@ def collect_features(model: BayesianModel, data: TextDataset, batch_size: int | 
         parts = [model.features(batch.texts, batch.text_pair) for batch in data.batches(batch_size)]
     finally:
         model.train(was_training)
+    if parts[0].dim() == 3:
+        k = max(part.shape[1] for part in parts)
+        parts = [torch.nn.functional.pad(part, (0, 0, 0, k - part.shape[1]), value=float("nan")) for part in parts]
     return torch.cat(parts)
 
 

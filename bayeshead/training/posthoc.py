@@ -21,8 +21,9 @@ __all__ = ["run_posthoc"]
 
 
 def run_posthoc(model: BayesianModel, train: TextDataset, val: TextDataset | None) -> dict[str, float]:
-    """Fit the head's post-hoc part and, if ``training.laplace_refine``, refine a VBLL head with
-    last-layer Laplace covariances (δ = ``laplace_prior_precision`` or 1 / the head's prior variance).
+    """Fit the head's post-hoc part and, if ``training.laplace_refine``, refine a VBLL head
+    (class rows, or per option for multiple choice) with last-layer Laplace covariances
+    (δ = ``laplace_prior_precision`` or 1 / the head's prior variance).
     Returns what was chosen (e.g. the prior precision), for the log."""
     head = model.head
     cfg = model.config.training
@@ -47,18 +48,28 @@ def run_posthoc(model: BayesianModel, train: TextDataset, val: TextDataset | Non
             f"{type(head).__name__}.posthoc_data must be 'train', 'validation' or 'none', got {needs!r}"
         )
     if cfg.laplace_refine:
-        from bayeshead.heads.laplace_refine import SupportsLaplaceRefinement, refine_with_laplace
+        from bayeshead.heads.laplace_refine import (
+            SupportsLaplaceRefinement,
+            SupportsOptionLaplaceRefinement,
+            refine_options_with_laplace,
+            refine_with_laplace,
+        )
 
-        if not isinstance(head, SupportsLaplaceRefinement):
+        if isinstance(head, SupportsOptionLaplaceRefinement):
+            refine = refine_options_with_laplace
+        elif isinstance(head, SupportsLaplaceRefinement):
+            refine = refine_with_laplace
+        else:
             raise ValueError(
                 f"training.laplace_refine needs a Gaussian last layer with independent class rows "
-                f"(vbll_classification), but the head is {head.config.kind!r}; set laplace_refine=false"
+                f"(vbll_classification) or a per-option one (vbll_options), but the head is "
+                f"{head.config.kind!r}; set laplace_refine=false"
             )
         delta = cfg.laplace_prior_precision
         if delta is None:
             delta = 1.0 / float(head.prior_var)
         if train_features is None:
             train_features = collect_features(model, train)
-        refine_with_laplace(head, train_features, train.labels, float(delta))
+        refine(head, train_features, train.labels, float(delta))
         out["laplace_prior_precision"] = float(delta)
     return out
