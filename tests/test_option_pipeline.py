@@ -207,12 +207,13 @@ def test_zero_shot_rows_score_the_test_questions_once_for_every_seed(tmp_path, o
     suite = tmp_path / "zs.yaml"
     suite.write_text(_SUITE.replace("formulation: {obqa: options}", "formulation: {obqa: options}\nzero_shot: [cloze, letter]\nseeds: [0, 1]"))
     out = tmp_path / "out"
-    argv = [
-        "bench", "run", str(suite), "--methods", "mle", "--model", str(model_dir),
+    setup = [
+        "--model", str(model_dir), "--data-dir", str(DATA), "--no-figures",
         "--set", "backbone.model_class=causal_lm", "--set", "backbone.pooling=last_token",
         "--set", "backbone.padding_side=left", "--set", "adapter.target_modules=[q_proj,v_proj]",
-        "--data-dir", str(DATA), "--out", str(out), "--no-figures",
     ]
+    argv = ["bench", "run", str(suite), "--methods", "zero_shot_cloze", "zero_shot_letter", "mle",
+            "--out", str(out), *setup]
     assert main(argv) == 0, capsys.readouterr().err
     cloze = [json.loads((out / f"runs/obqa/zero_shot_cloze--seed{s}.json").read_text()) for s in (0, 1)]
     letter = json.loads((out / "runs/obqa/zero_shot_letter--seed0.json").read_text())
@@ -239,3 +240,20 @@ def test_zero_shot_rows_score_the_test_questions_once_for_every_seed(tmp_path, o
     assert main([*argv, "--resume"]) == 0
     printed = capsys.readouterr()
     assert "zero_shot_cloze on obqa: kept 2 records" in printed.out + printed.err
+    # the zero-shot rows alone, selected by their row names (no training)
+    only = tmp_path / "only"
+    argv_only = ["bench", "run", str(suite), "--methods", "zero_shot_letter", "--out", str(only), *setup]
+    assert main(argv_only) == 0
+    written = sorted(p.name for p in (only / "runs/obqa").glob("*.json"))
+    assert written == ["zero_shot_letter--seed0.json", "zero_shot_letter--seed1.json"]
+
+
+def test_every_method_of_the_cpu_grid_has_a_per_option_form():
+    from bayeshead.bench.suite import load_suite
+
+    suite = load_suite("commonsense-cpu")
+    options = suite.model_copy(update={"formulation": {task: "options" for task in suite.tasks}})
+    for method in suite.methods:
+        config = method_config(options, method, 0, task="arc_easy")
+        assert config.head.kind in ("deterministic_options", "vbll_options", "laplace_options"), method.name
+        assert config.task.formulation == "options"

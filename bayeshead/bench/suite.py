@@ -57,7 +57,7 @@ class SuiteConfig(StrictModel):
     name: str
     description: str = ""
     base: list[str] = Field(default_factory=list, description="Overrides shared by every method.")
-    methods: list[MethodSpec] = Field(min_length=1)
+    methods: list[MethodSpec] = Field(default_factory=list)
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
     tasks: list[str] = Field(
         default_factory=list,
@@ -116,6 +116,8 @@ class SuiteConfig(StrictModel):
         stray = sorted(set(self.ood_tasks) - set(self.tasks))
         if stray:
             raise ValueError(f"ood_tasks names {stray}, which are not in tasks {self.tasks}")
+        if not self.methods and not self.zero_shot:
+            raise ValueError("a suite needs at least one method (or, for QA tasks, a zero_shot row)")
         if self.zero_shot and not self.tasks:
             raise ValueError("zero_shot rows score QA tasks; list the suite's tasks or drop zero_shot")
         stray = sorted(set(self.formulation) - set(self.tasks))
@@ -144,10 +146,12 @@ class SuiteConfig(StrictModel):
         return self
 
     def select(self, names: list[str] | None) -> SuiteConfig:
-        """The suite restricted to ``names``, run in the order given; unknown names are errors."""
+        """The suite restricted to ``names`` (methods, run in the order given, and zero-shot rows
+        by their row names ``zero_shot_cloze`` / ``zero_shot_letter``); unknown names are errors."""
         if not names:
             return self
-        known = [m.name for m in self.methods]
+        rows = {f"zero_shot_{kind}": kind for kind in self.zero_shot}
+        known = [m.name for m in self.methods] + list(rows)
         unknown = [n for n in names if n not in known]
         if unknown:
             raise ConfigError(f"unknown method(s) {unknown}; the suite {self.name!r} has {known}")
@@ -157,6 +161,7 @@ class SuiteConfig(StrictModel):
         return self.model_copy(
             update={
                 "methods": sorted((m for m in self.methods if m.name in names), key=lambda m: names.index(m.name)),
+                "zero_shot": [kind for row, kind in rows.items() if row in names],
                 "tune": tune,
             }
         )

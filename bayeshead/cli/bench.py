@@ -253,8 +253,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from bayeshead.cli.preflight import check_backbone, check_trust_remote_code
 
     for task in suite.tasks or [None]:  # validate every config before spending minutes on the first
-        for method in suite.methods:
-            config = method_config(suite, method, suite.seeds[0], overrides, task)
+        configs = [method_config(suite, method, suite.seeds[0], overrides, task) for method in suite.methods]
+        if suite.zero_shot:
+            from bayeshead.bench.zero_shot import zero_shot_config
+
+            configs.append(zero_shot_config(suite, task, overrides))
+        for config in configs:
             check_trust_remote_code(config, getattr(args, "trust_remote_code", False))
             check_backbone(config)
     ctx = init_distributed()
@@ -265,7 +269,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         if ctx.is_main:
             print(line, flush=True)
 
-    shape = f"{len(suite.methods)} methods x {len(suite.tasks)} tasks" if suite.tasks else f"{len(suite.methods)} methods"
+    rows = f"{len(suite.methods)} methods" + (f" + {len(suite.zero_shot)} zero-shot rows" if suite.zero_shot else "")
+    shape = f"{rows} x {len(suite.tasks)} tasks" if suite.tasks else rows
     say(f"suite {suite.name}: {shape} x seeds {suite.seeds}; {torch.get_num_threads()} threads")
     for data in datasets:
         say(f"data: {data.description}")
