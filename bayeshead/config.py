@@ -152,6 +152,12 @@ class BackboneConfig(StrictModel):
         "(memory-mapped, keyed by model, data and prompt) and run only the top k blocks in training, validation, "
         "prediction and every pass of a sampling method. Decoders (Llama, Qwen2, Gemma-3, ...) only.",
     )
+    option_lm_score: bool = Field(
+        False,
+        description="Multiple choice with a causal LM: append to each option's features its mean log-likelihood "
+        "under the LM (the tokens after the part all of the question's options share, full vocabulary, from the "
+        "same forward pass), so a per-option head can start at the LM's zero-shot cloze scores and correct them.",
+    )
     cache_dir: str | None = Field(
         None,
         description="Folder of the cache_prefix disk caches (None: $BAYESHEAD_CACHE/prefix, else "

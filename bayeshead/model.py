@@ -46,6 +46,13 @@ def _backbone_device(backbone: Backbone) -> torch.device | None:
     return None if param is None else param.device
 
 
+def _feature_width(backbone: Backbone, head: UncertaintyHead) -> int:
+    """What the head is fed: the backbone's features, or its per-option features (multiple choice)."""
+    if head.task_type == "multiple_choice":
+        return getattr(backbone, "option_feature_dim", backbone.feature_dim)
+    return backbone.feature_dim
+
+
 class BayesianModel(nn.Module):
     """A backbone whose features feed a Bayesian head; adapters, if any, live in the backbone."""
 
@@ -57,10 +64,9 @@ class BayesianModel(nn.Module):
         adapted_modules: Sequence[str] = (),
     ) -> None:
         super().__init__()
-        if head.in_features != backbone.feature_dim:
-            raise ValueError(
-                f"head takes {head.in_features} features but the backbone gives {backbone.feature_dim}"
-            )
+        width = _feature_width(backbone, head)
+        if head.in_features != width:
+            raise ValueError(f"head takes {head.in_features} features but the backbone gives {width}")
         self.backbone = backbone
         self.head = head
         self.config = config or ExperimentConfig(head=head.config)
@@ -87,7 +93,8 @@ class BayesianModel(nn.Module):
         else:
             backbone.requires_grad_(False)
         head_cls = HEADS.get(config.head.kind)
-        head = head_cls.from_config(config.head, backbone.feature_dim, num_outputs)
+        width = backbone.option_feature_dim if head_cls.task_type == "multiple_choice" else backbone.feature_dim
+        head = head_cls.from_config(config.head, width, num_outputs)
         device = _backbone_device(backbone)
         if device is not None:
             head = head.to(device)  # heads are built on the CPU; run them where the features are
@@ -159,10 +166,13 @@ class BayesianModel(nn.Module):
         """Backbone features (B, d) for a tokenized batch, a list of texts, or (with
         ``text_pair``) a list of text pairs; for option groups (multiple choice, one tuple of
         option texts per question) the per-option features (Q, K, d), NaN rows where a question
-        has fewer than K options (:mod:`bayeshead.backbones.option_groups`)."""
+        has fewer than K options (:mod:`bayeshead.backbones.option_groups`; with
+        ``backbone.option_lm_score`` the last column is the LM's score of the option,
+        :mod:`bayeshead.backbones.option_scores`)."""
         tokenized, counts = option_batch(self.as_batch(batch, text_pair))
-        flat = self.backbone.features(tokenized)
-        return flat if counts is None else pad_option_features(flat, counts)
+        if counts is None:
+            return self.backbone.features(tokenized)
+        return pad_option_features(self.backbone.option_features(tokenized, counts), counts)
 
     def forward(self, batch: Mapping[str, Tensor] | Sequence[str], text_pair: Sequence[str] | None = None) -> Tensor:
         return self.features(batch, text_pair)

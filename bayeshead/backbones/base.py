@@ -29,5 +29,16 @@ class Backbone(nn.Module, ABC):
     def features(self, batch: Mapping[str, Tensor]) -> Tensor:
         """Pooled features (B, d) for a tokenized batch: fp32 (fp64 for an fp64 backbone), never half precision."""
 
+    def option_features(self, batch: Mapping[str, Tensor], counts: Tensor) -> Tensor:
+        """Features (N, d') of the N option sequences of a tokenized option batch (multiple choice;
+        ``counts`` (Q,) options per question); the features themselves unless a backbone adds
+        per-option columns (``option_feature_dim``)."""
+        return self.features(batch)
+
+    @property
+    def option_feature_dim(self) -> int:
+        """The width of :meth:`option_features` (``feature_dim`` unless the backbone adds columns)."""
+        return self.feature_dim
+
     def forward(self, batch: Mapping[str, Tensor]) -> Tensor:
         return self.features(batch)

@@ -326,6 +326,44 @@ class HuggingFaceBackbone(Backbone):
 
     def full_features(self, batch: Mapping[str, Tensor]) -> Tensor:
         """Pooled features (B, d) from the full forward through every block."""
+        hidden, mask = self.full_hidden_states(batch)
+        pooled = pool(hidden, mask, self.pooling)
+        # Half-precision backbones give fp32 features; fp32/fp64 backbones keep their precision.
+        return pooled if pooled.dtype in (torch.float32, torch.float64) else pooled.float()
+
+    def hidden_states(self, batch: Mapping[str, Tensor]) -> tuple[Tensor, Tensor]:
+        """The last hidden state of every token (B, T, d) and the attention mask (B, T): from the
+        top blocks on cached prefix states with ``config.cache_prefix``, else the full forward."""
+        from bayeshead.backbones.prefix_cache import active_prefix_cache
+
+        _check_batch(batch)
+        cache = active_prefix_cache(self)
+        if cache is not None:
+            return cache.hidden_states(batch)
+        return self.full_hidden_states(batch)
+
+    def option_features(self, batch: Mapping[str, Tensor], counts: Tensor) -> Tensor:
+        """Features (N, d) of the N option sequences of a tokenized option batch (``counts`` (Q,)
+        options per question); with ``config.option_lm_score`` one more column, each option's
+        mean log-likelihood under the LM (:func:`~bayeshead.backbones.option_scores.continuation_scores`),
+        from the same forward pass."""
+        if not getattr(self.config, "option_lm_score", False):
+            return self.features(batch)
+        from bayeshead.backbones.option_scores import continuation_scores
+
+        hidden, mask = self.hidden_states(batch)
+        pooled = pool(hidden, mask, self.pooling)
+        pooled = pooled if pooled.dtype in (torch.float32, torch.float64) else pooled.float()
+        scores = continuation_scores(self.model, hidden, batch["input_ids"].to(hidden.device), mask, counts)
+        return torch.cat([pooled, scores.to(pooled.dtype)[:, None]], dim=-1)
+
+    @property
+    def option_feature_dim(self) -> int:
+        """The width of :meth:`option_features`: d, or d + 1 with ``config.option_lm_score``."""
+        return self.feature_dim + int(bool(getattr(self.config, "option_lm_score", False)))
+
+    def full_hidden_states(self, batch: Mapping[str, Tensor]) -> tuple[Tensor, Tensor]:
+        """The last hidden state (B, T, d) and the mask, from the full forward through every block."""
         _check_batch(batch)
         device = self.device
         inputs = {k: v.to(device) for k, v in batch.items() if isinstance(v, Tensor)}
@@ -339,6 +377,4 @@ class HuggingFaceBackbone(Backbone):
         hidden = getattr(out, "last_hidden_state", None)
         if hidden is None:
             hidden = out.hidden_states[-1]
-        pooled = pool(hidden, inputs["attention_mask"], self.pooling)
-        # Half-precision backbones give fp32 features; fp32/fp64 backbones keep their precision.
-        return pooled if pooled.dtype in (torch.float32, torch.float64) else pooled.float()
+        return hidden, inputs["attention_mask"]

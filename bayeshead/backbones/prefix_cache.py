@@ -263,11 +263,25 @@ class PrefixCache:
     # -- the cached forward --------------------------------------------------------------------
     def features(self, batch: Mapping[str, Tensor]) -> Tensor:
         """The backbone's features (B, d) of ``batch``, running only the top k blocks."""
+        if self.k == 0:
+            self.sync()
+            return torch.cat([r[0] for r in self._rows(batch)]).to(self.backbone.device)
+        hidden, mask = self.hidden_states(batch)
+        pooled = pool(hidden, mask, self.backbone.pooling)
+        return pooled if pooled.dtype in (torch.float32, torch.float64) else pooled.float()
+
+    def hidden_states(self, batch: Mapping[str, Tensor]) -> tuple[Tensor, Tensor]:
+        """The last hidden states (B, T, d) of ``batch`` and its attention mask, from the top k ≥ 1
+        blocks on the cached states entering them."""
+        if self.k == 0:
+            raise PrefixCacheError(
+                "prefix cache: with no adapted block (k = 0) only the pooled features are cached, not the "
+                "hidden state of every token; adapt the top blocks (adapter.top_layers >= 1) or set "
+                "backbone.cache_prefix=false"
+            )
         self.sync()
         rows = self._rows(batch)
         device = self.backbone.device
-        if self.k == 0:
-            return torch.cat([r[0] for r in rows]).to(device)
         mask = batch["attention_mask"].to(device)
         positions = _positions(batch, mask)
         real = mask > 0
@@ -284,8 +298,7 @@ class PrefixCache:
         hidden = self._top(
             inputs_embeds=states, attention_mask=mask, position_ids=positions, use_cache=False, return_dict=True
         ).last_hidden_state
-        pooled = pool(hidden, mask, self.backbone.pooling)
-        return pooled if pooled.dtype in (torch.float32, torch.float64) else pooled.float()
+        return hidden, mask
 
     # -- disk caches -----------------------------------------------------------------------------
     def _tokenized(self, texts: Sequence[str], text_pair: Sequence[str] | None, batch_size: int):

@@ -104,24 +104,39 @@ def method_config(
     return load_config(None, [*chain, f"head.kind={counterpart}"])
 
 
-def init_heads_from_answers(method: Any, config: ExperimentConfig) -> bool:
-    """Start every head of ``method`` from the LM-head rows of the task's answer tokens when the
-    task asks for it (``head_init: lm_head``, or ``auto`` with a causal-LM backbone); returns
-    whether it did. Per-option heads score option sequences, not answer letters: never."""
+def init_heads_from_answers(method: Any, config: ExperimentConfig) -> str | None:
+    """Start every head of ``method`` from what the causal LM would answer, when the task asks
+    for it (``head_init: lm_head``, or ``auto`` with a causal-LM backbone); return how
+    (``"lm_head"``, ``"lm_score"``) or None (random start).
+
+    * letter formulation: the class rows become the LM-head rows of the answer tokens;
+    * options formulation with ``backbone.option_lm_score``: the per-option head's weight is 1 on
+      the LM-score column and 0 on the hidden state, so it predicts the LM's zero-shot cloze
+      distribution (:mod:`bayeshead.backbones.option_scores`). Without that column there is
+      nothing of the LM's own answer to start from."""
     task = config.task
-    if task is None or getattr(task, "formulation", "letter") == "options":
-        return False
+    if task is None:
+        return None
     mode = getattr(task, "head_init", "random")
     if mode == "random" or (mode == "auto" and config.backbone.model_class != "causal_lm"):
-        return False
+        return None
     from bayeshead.heads.init_rows import init_head_from_rows
+
+    if getattr(task, "formulation", "letter") == "options":
+        if not config.backbone.option_lm_score:
+            return None
+        for head in method.heads():
+            weight = torch.zeros(head.in_features)
+            weight[-1] = 1.0
+            head.init_from_vector(weight)
+        return "lm_score"
     from bayeshead.registry import TASKS
 
     answers = TASKS.create(task.kind, task).answers
     weight, bias = method.model.backbone.answer_head_rows(answers)
     for head in method.heads():
         init_head_from_rows(head, weight, bias)
-    return True
+    return "lm_head"
 
 
 def _suite_position(suite: SuiteConfig, method: MethodSpec, task: str | None) -> dict[str, int]:
@@ -184,7 +199,7 @@ def run_method(
     with PeakMemory() as peak:
         seed_everything(seed)  # Python random, NumPy and torch, before anything random is built
         runner = build_method(config, num_outputs=data.num_outputs)
-        head_from_lm = init_heads_from_answers(runner, config)
+        head_init = init_heads_from_answers(runner, config)
         start = time.perf_counter()
         runner.fit(data.train, data.val)
         train_seconds = time.perf_counter() - start
@@ -209,7 +224,7 @@ def run_method(
         "config": config.model_dump(mode="json"),
         "versions": versions(),
         "data": data_summary(data),
-        "head_init": "lm_head" if head_from_lm else "random",
+        "head_init": head_init or "random",
         "posthoc": runner.posthoc,
         "train_seconds": train_seconds,
         "predict_seconds": predict_seconds,

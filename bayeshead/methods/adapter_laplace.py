@@ -201,7 +201,7 @@ class _Jacobians:
     def _option_logits(self, batch: Mapping[str, Tensor]) -> Tensor:
         """z_{q,k} = wᵀh_{q,k} (+ b_k) padded to (Q, K) with −inf where question q has no option k."""
         tokenized, counts = option_batch(batch)
-        phi = self.model.backbone.features(tokenized).to(torch.float64)
+        phi = self.model.backbone.option_features(tokenized, counts).to(torch.float64)
         counts = check_counts(counts, phi.shape[0], _NAME).to(phi.device)
         z = phi @ self.head.weight.detach().to(torch.float64)
         bias = getattr(self.head, "position_bias", None)
