@@ -148,10 +148,15 @@ def test_recovers_a_linear_gaussian_model_after_map_training():
     assert float((z <= 1.6448536).double().mean()) == pytest.approx(0.90, abs=0.02)
 
 
-def test_before_fitting_it_predicts_the_map_mean_and_training_noise(data):
+def test_before_fitting_it_refuses_except_during_training_with_the_map_mean_and_training_noise(data):
+    from bayeshead.errors import NotFittedError
+
     x, _, _, _, x_test = data
     head = _head(data, learn_noise=False, noise_init=0.7)
-    pred = head.predict(x_test)
+    with pytest.raises(NotFittedError, match="fit_posthoc"):
+        head.predict(x_test)
+    with head.training_predictive():
+        pred = head.predict(x_test)
     torch.testing.assert_close(pred.var, torch.full_like(pred.var, 0.49))
     with pytest.raises(RuntimeError, match="fit_posthoc"):
         head.log_marginal_likelihood()

@@ -252,3 +252,30 @@ def test_an_old_temperature_folder_without_the_fitted_flag_loads_fitted(offline_
         again = BayesianModel.from_pretrained(saved, backbone=model.backbone)
     assert again.head.is_fitted
     assert torch.equal(again.predict(VAL.texts).probs, model.predict(VAL.texts).probs)
+
+
+# -- regression heads with a post-hoc stage -----------------------------------------------------------
+@pytest.mark.parametrize("kind", ["laplace_regression", "variance_scaling"])
+def test_a_regression_head_with_a_post_hoc_fit_refuses_to_predict_before_it(kind):
+    head = HEADS.get(kind)(4, 1)
+    features, targets = torch.randn(12, 4), torch.randn(12)
+    with pytest.raises(NotFittedError, match="fit_posthoc"):
+        head.predict(features[:2])
+    with head.training_predictive():  # what the trainer scores validation data with
+        during = head.predict(features[:2])
+    assert during.var.shape == (2, 1) and (during.var > 0).all()
+    head.set_n_train(12)
+    head.fit_posthoc(features, targets)
+    after = head.predict(features[:2])
+    assert torch.isfinite(after.mean).all() and (after.var > 0).all()
+
+
+def test_a_variance_scale_saved_before_the_fitted_flag_loads_as_fitted():
+    head = HEADS.get("variance_scaling")(4, 1)
+    old = {k: v for k, v in head.state_dict().items() if k != "fitted"}
+    old["variance_scale"] = torch.tensor(2.0, dtype=torch.float64)
+    fresh = HEADS.get("variance_scaling")(4, 1)
+    fresh.load_state_dict(old)
+    assert bool(fresh.fitted) and float(fresh.variance_scale) == 2.0
+    assert set(fresh.upgrade_state_dict(old)) == set(head.state_dict())
+    fresh.predict(torch.randn(2, 4))

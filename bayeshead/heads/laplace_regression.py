@@ -28,8 +28,9 @@ of parameters γ = k·Σ_i μ_i/(μ_i + σ²δ):
 iterated to a fixed point (each step is closed form on the eigenvalues, computed once). δ and σ
 are kept within [``min_value``, ``max_value``] with a warning when a bound is hit. The Gram
 matrix, its eigenvalues, δ, σ and the Cholesky factor of P are float64 buffers: a saved
-state_dict restores the fitted posterior. Before :meth:`fit_posthoc` the head predicts
-N(θ*ᵀφ̃, σ_train²).
+state_dict restores the fitted posterior. Before :meth:`fit_posthoc` the head refuses to predict,
+except inside :meth:`~bayeshead.heads.base.UncertaintyHead.training_predictive` (validation during
+training), where it predicts the MAP network's N(θ*ᵀφ̃, σ_train²).
 """
 
 from __future__ import annotations
@@ -303,7 +304,11 @@ class LaplaceRegressionHead(UncertaintyHead):
         generator: torch.Generator | None = None,
     ) -> GaussianPredictive:
         """N(θ*ᵀφ̃, φ̃ᵀΣφ̃ + σ²) per output (closed form; ``n_samples``/``generator`` ignored), with
-        φ̃ᵀΣφ̃ as the epistemic part."""
+        φ̃ᵀΣφ̃ as the epistemic part. Before :meth:`fit_posthoc` it raises
+        :class:`~bayeshead.errors.NotFittedError`, except inside :meth:`training_predictive`, where
+        it is the MAP network's N(θ*ᵀφ̃, σ_train²)."""
+        if not bool(self.fitted):
+            self.refuse_unfitted("the Laplace posterior", "head.fit_posthoc(train_features, train_targets)")
         mean = self.mean(features)
         functional = self.functional_variance(features)
         var = (functional + self.noise_var()).to(mean.dtype)

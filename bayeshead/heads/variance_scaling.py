@@ -68,6 +68,18 @@ class VarianceScalingHead(GaussianHead):
     def __init__(self, in_features: int, num_outputs: int, config: VarianceScalingConfig | None = None) -> None:
         super().__init__(in_features, num_outputs, config)
         self.register_buffer("variance_scale", torch.tensor(1.0, dtype=torch.float64))
+        self.register_buffer("fitted", torch.zeros((), dtype=torch.bool))
+
+    def upgrade_state_dict(self, state: dict[str, Tensor]) -> dict[str, Tensor]:
+        """A state_dict saved before the ``fitted`` flag existed holds a fitted s: mark it so."""
+        if "fitted" not in state and "variance_scale" in state:
+            state = {**state, "fitted": torch.ones((), dtype=torch.bool)}
+        return state
+
+    def _load_from_state_dict(self, state_dict: Any, prefix: str, *args: Any, **kwargs: Any) -> None:
+        if prefix + "fitted" not in state_dict and prefix + "variance_scale" in state_dict:
+            state_dict[prefix + "fitted"] = torch.ones((), dtype=torch.bool)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @property
     def name(self) -> str:
@@ -93,6 +105,7 @@ class VarianceScalingHead(GaussianHead):
                 stacklevel=2,
             )
         self.variance_scale.fill_(scale)
+        self.fitted.fill_(True)
         return {"variance_scale": scale}
 
     def predict(
@@ -102,8 +115,13 @@ class VarianceScalingHead(GaussianHead):
         n_samples: int | None = None,
         generator: torch.Generator | None = None,
     ) -> GaussianPredictive:
-        """N(μ, s·v); ``n_samples`` and ``generator`` are ignored (no randomness)."""
+        """N(μ, s·v); ``n_samples`` and ``generator`` are ignored (no randomness). Before
+        :meth:`fit_posthoc` it raises :class:`~bayeshead.errors.NotFittedError`, except inside
+        :meth:`training_predictive`, where it is the unscaled N(μ, v)."""
         mean, var = self.mean_and_var(features)
+        if not bool(self.fitted):
+            self.refuse_unfitted("a variance scale fitted on validation data", "head.fit_posthoc(val_features, val_targets)")
+            return GaussianPredictive(mean=mean, var=var)
         return GaussianPredictive(mean=mean, var=var * self.variance_scale.to(var.dtype))
 
     def extra_repr(self) -> str:
