@@ -138,9 +138,14 @@ def test_commonsense_suites_hold_the_paper_grid(name):
             config = method_config(suite, method, 0, (), task)
             assert config.task.kind == task
             heads[method.name] = config
-    assert heads["laplace_lora"].method.kind == "laplace_lora" and heads["laplace_lora"].head.kind == "deterministic"
-    assert heads["last_layer_laplace"].head.kind == "laplace"
-    assert heads["polar_vbll"].adapter.kind == "polar" and heads["polar_vbll"].head.kind == "vbll_classification"
+    # the CPU grid puts every task one sequence per option: the per-option counterparts of the heads
+    options = all(suite.formulation.get(task) == "options" for task in suite.tasks)
+    assert options == (name == "commonsense-cpu")
+    det, la, vbll = ("deterministic_options", "laplace_options", "vbll_options") if options else (
+        "deterministic", "laplace", "vbll_classification")
+    assert heads["laplace_lora"].method.kind == "laplace_lora" and heads["laplace_lora"].head.kind == det
+    assert heads["last_layer_laplace"].head.kind == la
+    assert heads["polar_vbll"].adapter.kind == "polar" and heads["polar_vbll"].head.kind == vbll
     assert heads["polar_vbll+la"].training.laplace_refine
     assert heads["ensemble"].method.kind == "ensemble" and heads["ensemble"].method.members > 1
     assert heads["blob"].method.kind == "blob" and heads["tfb"].method.kind == "tfb"
