@@ -241,6 +241,7 @@ def test_zero_shot_rows_score_the_test_questions_once_for_every_seed(tmp_path, o
     )
     report = (out / "results.md").read_text()
     assert report.index("zero_shot_cloze") < report.index("| mle")
+    assert "Paired differences vs mle (obqa)" in report  # the first trained method, not a zero-shot row
     # kept on --resume without scoring again
     capsys.readouterr()
     assert main([*argv, "--resume"]) == 0

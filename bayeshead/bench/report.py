@@ -10,7 +10,7 @@ When every run of a task stores its per-example test outputs (``record["per_exam
 report adds "Paired differences vs <baseline>": per method, the mean over shared seeds of
 metric(method) − metric(baseline) for ACC, ECE, NLL and OOD AUROC with a 95% paired percentile
 bootstrap interval over test (and OOD) examples (:func:`bayeshead.metrics.paired_bootstrap`);
-the baseline is the task's first method unless named. Older run JSONs get no such section.
+the baseline is the task's first trained method (zero-shot rows come first) unless named. Older run JSONs get no such section.
 """
 
 from __future__ import annotations
@@ -278,7 +278,7 @@ def paired_differences(
     runs: Sequence[dict[str, Any]], baseline: str | None = None, **options: Any
 ) -> tuple[str, dict[str, dict[str, Any]]] | None:
     """Paired bootstrap differences of every method against ``baseline`` (default: the first
-    method) for runs of one task: ``(baseline, {method: {metric: PairedDifference}})``, or None
+    trained method, so a suite's zero-shot rows are compared with it, not it with them) for runs of one task: ``(baseline, {method: {metric: PairedDifference}})``, or None
     when some run lacks ``per_example``. ``options`` go to
     :func:`bayeshead.metrics.paired_bootstrap` (``n_boot``, ``seed``, ...)."""
     from bayeshead.metrics.paired import has_per_example, paired_differences_from_records
@@ -291,7 +291,8 @@ def paired_differences(
     for run in runs:
         if run["method"] not in methods:
             methods.append(run["method"])
-    base = baseline if baseline is not None else methods[0]
+    trained = [m for m in methods if any(r["method"] == m and r.get("method_kind") != "zero_shot" for r in runs)]
+    base = baseline if baseline is not None else (trained or methods)[0]
     if base not in methods:
         raise ValueError(
             f"paired baseline {base!r} is not among the methods of these runs: {methods}; "
