@@ -79,3 +79,18 @@ def train_cli_args(tmp_path, *overrides: str) -> list[str]:
     for value in sets:
         args += ["--set", value]
     return args
+
+
+def toy_questions(n: int = 12):
+    """Multiple-choice data: n questions of 2 to 4 options each ("it is good" is always the right
+    one), as option groups in a TextDataset with 4 option positions."""
+    from bayeshead.data import TextDataset
+
+    fillers = ["bad", "awful", "poor"]
+    groups, answers = [], []
+    for q in range(n):
+        k = 2 + q % 3
+        answer = (q * 7) % k
+        groups.append(tuple(f"it is {'good' if j == answer else fillers[(q + j) % 3]}" for j in range(k)))
+        answers.append(answer)
+    return TextDataset(groups, answers, class_names=["A", "B", "C", "D"])

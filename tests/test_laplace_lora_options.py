@@ -9,7 +9,7 @@ import math
 
 import pytest
 import torch
-from _helpers import tiny_decoder
+from _helpers import tiny_decoder, toy_questions
 from torch.func import functional_call
 
 from bayeshead.adapters import LoRAConfig, inject_adapters
@@ -17,7 +17,6 @@ from bayeshead.backbones.huggingface import HuggingFaceBackbone
 from bayeshead.backbones.option_groups import OPTION_COUNTS, option_batch
 from bayeshead.backbones.pooling import pool
 from bayeshead.config import load_config
-from bayeshead.data import TextDataset
 from bayeshead.errors import BayesheadError
 from bayeshead.heads.option_deterministic import DeterministicOptionConfig, DeterministicOptionHead
 from bayeshead.methods import build_method, load_method
@@ -276,15 +275,6 @@ _TRAIN = [
 ]
 
 
-def _questions(n: int) -> TextDataset:
-    fillers = ["bad", "awful", "poor"]
-    groups, answers = [], []
-    for q in range(n):
-        k = 2 + q % 3
-        answer = (q * 7) % k
-        groups.append(tuple(f"it is {'good' if j == answer else fillers[(q + j) % 3]}" for j in range(k)))
-        answers.append(answer)
-    return TextDataset(groups, answers, class_names=["A", "B", "C", "D"])
 
 
 @pytest.mark.parametrize("structure", ["diag", "full", "kron"])
@@ -299,11 +289,11 @@ def test_laplace_lora_fits_predicts_and_round_trips_option_data(structure, offli
     )
     torch.manual_seed(0)
     method = build_method(config, num_outputs=4, backbone=backbone())
-    train = _questions(8)
-    rows = method.fit(train, _questions(4))
+    train = toy_questions(8)
+    rows = method.fit(train, toy_questions(4))
     assert rows and method.laplace is not None and method.laplace.n_data == 8
     assert method.laplace.structure == structure and math.isfinite(float(method.laplace.prior_precision))
-    groups = _questions(6).texts
+    groups = toy_questions(6).texts
     pred = method.predict(groups)
     assert pred.probs.shape == (6, 4)
     absent = torch.arange(4)[None, :] >= torch.tensor([len(g) for g in groups])[:, None]

@@ -12,10 +12,9 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from _helpers import tiny_model
+from _helpers import tiny_model, toy_questions
 
 from bayeshead.backbones.option_groups import pad_option_features, unpad_option_features
-from bayeshead.data import TextDataset
 from bayeshead.errors import NotFittedError
 from bayeshead.heads.laplace import LaplaceHead, LaplaceHeadConfig
 from bayeshead.heads.laplace_options import LaplaceOptionConfig, LaplaceOptionHead
@@ -389,16 +388,6 @@ def test_refinement_refuses_heads_that_are_not_per_option_gaussians():
 
 # ----- end to end through BayesianModel.fit -----
 
-def _questions(n: int = 8) -> TextDataset:
-    """The correct option always says 'good'; 2 to 4 options per question (as test_option_pipeline)."""
-    fillers = ["bad", "awful", "poor"]
-    groups, answers = [], []
-    for q in range(n):
-        k = 2 + q % 3
-        answer = (q * 7) % k
-        groups.append(tuple(f"it is {'good' if j == answer else fillers[(q + j) % 3]}" for j in range(k)))
-        answers.append(answer)
-    return TextDataset(groups, answers, class_names=["A", "B", "C", "D"])
 
 
 # evaluation.batch_size=2: the post-hoc features come in batches with different largest option counts
@@ -414,7 +403,7 @@ def _train_features(model, data):
 def test_vbll_options_with_laplace_refine_end_to_end(offline_tokenizer):
     model = tiny_model(offline_tokenizer, ["head.kind=vbll_options", "head.covariance=diagonal",
                                            "training.laplace_refine=true", *_E2E], num_outputs=4)
-    train = _questions(8)
+    train = toy_questions(8)
     trainer = Trainer(model)
     trainer.fit(train)
     head = model.head
@@ -434,7 +423,7 @@ def test_laplace_options_end_to_end(offline_tokenizer, tmp_path):
     from bayeshead.model import BayesianModel
 
     model = tiny_model(offline_tokenizer, ["head.kind=laplace_options", "head.weight_decay=0.01", *_E2E], num_outputs=4)
-    train = _questions(8)
+    train = toy_questions(8)
     with pytest.raises(NotFittedError):
         model.predict(train.texts)
     trainer = Trainer(model)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from _helpers import tiny_decoder, tiny_model
+from _helpers import tiny_decoder, tiny_model, toy_questions
 
 from bayeshead.backbones.option_groups import pad_option_features, unpad_option_features
 from bayeshead.bench.runner import method_config
@@ -23,16 +23,6 @@ from bayeshead.methods import build_method
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
-def _questions(n: int = 12) -> TextDataset:
-    """The correct option always says 'good'; 2 to 4 options per question."""
-    fillers = ["bad", "awful", "poor"]
-    groups, answers = [], []
-    for q in range(n):
-        k = 2 + q % 3
-        answer = (q * 7) % k
-        groups.append(tuple(f"it is {'good' if j == answer else fillers[(q + j) % 3]}" for j in range(k)))
-        answers.append(answer)
-    return TextDataset(groups, answers, class_names=["A", "B", "C", "D"])
 
 
 # ----- padding -----
@@ -64,7 +54,7 @@ def test_pad_and_unpad_option_features_round_trip_and_refuse_corrupt_padding():
 
 def test_option_group_features_are_the_features_of_each_option_text(offline_tokenizer):
     model = tiny_model(offline_tokenizer, ["head.kind=deterministic_options"], num_outputs=4)
-    data = _questions(5)
+    data = toy_questions(5)
     with torch.no_grad():
         grouped = model.features(data.texts)
         flat = model.features(data.flat_texts)  # one batch of all option texts, padded together
@@ -105,9 +95,9 @@ def test_every_method_trains_and_predicts_multiple_choice(method, head, offline_
     backbone = HuggingFaceBackbone(net, offline_tokenizer, pooling="last_token", max_length=32)
     torch.manual_seed(0)
     runner = build_method(config, num_outputs=4, backbone=backbone)
-    train = _questions(12)
+    train = toy_questions(12)
     before = predict_dataset(runner.predict, train.texts, 5, seed=0)
-    rows = runner.fit(train, _questions(6))
+    rows = runner.fit(train, toy_questions(6))
     assert rows and all(torch.isfinite(torch.tensor(r["total"])) for r in rows if "total" in r)
     after = predict_dataset(runner.predict, train.texts, 5, seed=0)
     assert after.probs.shape == (12, 4)
@@ -133,8 +123,8 @@ def test_a_per_option_head_refuses_letter_data_and_a_class_head_refuses_groups(o
         model.fit(TextDataset(["a", "b"], [0, 1]))
     plain = tiny_model(offline_tokenizer, ["head.kind=deterministic", "training.max_steps=1"], num_outputs=4)
     with pytest.raises(ValueError, match="multiple_choice targets"):
-        plain.fit(_questions(4))
-    wide = _questions(4)
+        plain.fit(toy_questions(4))
+    wide = toy_questions(4)
     narrow = tiny_model(offline_tokenizer, ["head.kind=deterministic_options", "training.max_steps=1"], num_outputs=3)
     with pytest.raises(ValueError, match="4 options but the head scores at most 3"):
         narrow.fit(wide)
