@@ -26,7 +26,7 @@ from bayeshead.backbones.answer_head import answer_head_rows
 from bayeshead.backbones.base import Backbone
 from bayeshead.backbones.gguf import resolve_gguf
 from bayeshead.backbones.pairs import DEFAULT_PAIR_TEMPLATE, check_pair_template, format_pairs
-from bayeshead.backbones.pooling import POOLINGS, pool
+from bayeshead.backbones.pooling import POOLINGS, pooled_features
 from bayeshead.config import DEFAULT_BACKBONE, BackboneConfig
 from bayeshead.errors import UserInputError
 
@@ -327,9 +327,7 @@ class HuggingFaceBackbone(Backbone):
     def full_features(self, batch: Mapping[str, Tensor]) -> Tensor:
         """Pooled features (B, d) from the full forward through every block."""
         hidden, mask = self.full_hidden_states(batch)
-        pooled = pool(hidden, mask, self.pooling)
-        # Half-precision backbones give fp32 features; fp32/fp64 backbones keep their precision.
-        return pooled if pooled.dtype in (torch.float32, torch.float64) else pooled.float()
+        return pooled_features(hidden, mask, self.pooling)
 
     def hidden_states(self, batch: Mapping[str, Tensor]) -> tuple[Tensor, Tensor]:
         """The last hidden state of every token (B, T, d) and the attention mask (B, T): from the
@@ -352,8 +350,7 @@ class HuggingFaceBackbone(Backbone):
         from bayeshead.backbones.option_scores import continuation_scores
 
         hidden, mask = self.hidden_states(batch)
-        pooled = pool(hidden, mask, self.pooling)
-        pooled = pooled if pooled.dtype in (torch.float32, torch.float64) else pooled.float()
+        pooled = pooled_features(hidden, mask, self.pooling)
         scores = continuation_scores(self.model, hidden, batch["input_ids"].to(hidden.device), mask, counts)
         return torch.cat([pooled, scores.to(pooled.dtype)[:, None]], dim=-1)
 

@@ -9,9 +9,10 @@
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
-__all__ = ["POOLINGS", "pool"]
+__all__ = ["POOLINGS", "pool", "pooled_features"]
 
 POOLINGS = ("cls", "mean", "last_token")
 
@@ -45,3 +46,10 @@ def pool(hidden: Tensor, mask: Tensor, method: str) -> Tensor:
         last = (real.long() * (positions + 1)).argmax(dim=1)
         return hidden[rows, last]
     raise ValueError(f"unknown pooling {method!r}; expected one of {POOLINGS}")
+
+
+def pooled_features(hidden: Tensor, mask: Tensor, method: str) -> Tensor:
+    """:func:`pool`, as features: fp32 for a half-precision model, its own precision for fp32/fp64."""
+    pooled = pool(hidden, mask, method)
+    return pooled if pooled.dtype in (torch.float32, torch.float64) else pooled.float()
+

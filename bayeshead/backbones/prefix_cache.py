@@ -35,7 +35,7 @@ import torch
 from torch import Tensor, nn
 
 from bayeshead.backbones.block_view import block_view, decoder_base
-from bayeshead.backbones.pooling import pool
+from bayeshead.backbones.pooling import pooled_features
 from bayeshead.backbones.prefix_fingerprint import (
     data_fingerprint,
     model_fingerprint,
@@ -267,8 +267,7 @@ class PrefixCache:
             self.sync()
             return torch.cat([r[0] for r in self._rows(batch)]).to(self.backbone.device)
         hidden, mask = self.hidden_states(batch)
-        pooled = pool(hidden, mask, self.backbone.pooling)
-        return pooled if pooled.dtype in (torch.float32, torch.float64) else pooled.float()
+        return pooled_features(hidden, mask, self.backbone.pooling)
 
     def hidden_states(self, batch: Mapping[str, Tensor]) -> tuple[Tensor, Tensor]:
         """The last hidden states (B, T, d) of ``batch`` and its attention mask, from the top k ≥ 1

@@ -40,6 +40,7 @@ __all__ = [
     "method_config",
     "run_method",
     "run_path",
+    "run_record",
     "run_suite",
     "score_predictions",
     "versions",
@@ -139,15 +140,6 @@ def init_heads_from_answers(method: Any, config: ExperimentConfig) -> str | None
     return "lm_head"
 
 
-def _suite_position(suite: SuiteConfig, method: MethodSpec, task: str | None) -> dict[str, int]:
-    """Where the run sits in its suite (task, method), so a report rebuilt from the JSONs lists
-    tasks and methods in the suite's order rather than in file-name order."""
-    return {
-        "task": suite.tasks.index(task) if task in suite.tasks else 0,
-        "method": [m.name for m in suite.methods].index(method.name),
-    }
-
-
 def score_predictions(
     data: BenchData,
     test: Any,
@@ -217,25 +209,57 @@ def run_method(
             for name, labelled in data.ood_sets.items()
         }
     metrics, examples = score_predictions(data, test, ood, ood_sets, config.evaluation.ece_bins)
+    record = run_record(
+        suite, data, config, method=method.name, method_kind=config.method.kind,
+        method_position=[m.name for m in suite.methods].index(method.name), head_init=head_init or "random",
+        posthoc=runner.posthoc, train_seconds=train_seconds, predict_seconds=predict_seconds, wall_start=wall,
+        peak=peak, trainable_parameters=int(runner.trainable_parameters()), metrics=metrics, examples=examples,
+    )
+    return {**record, "seed": seed}
+
+
+def run_record(
+    suite: SuiteConfig,
+    data: BenchData,
+    config: ExperimentConfig,
+    *,
+    method: str,
+    method_kind: str,
+    method_position: int,
+    head_init: str,
+    posthoc: dict[str, float],
+    train_seconds: float,
+    predict_seconds: float,
+    wall_start: float,
+    peak: PeakMemory,
+    trainable_parameters: int,
+    metrics: dict[str, float],
+    examples: dict[str, Any],
+) -> dict[str, Any]:
+    """A run record (schema :data:`RUN_SCHEMA`) without its seed: what ran (suite, task, method,
+    its place in the suite's order, resolved config, versions, data), how long and how large,
+    and what it scored (metrics, per-example values)."""
     return {
         "schema": RUN_SCHEMA,
         "suite": suite.name,
         "task": data.task,
-        "method": method.name,
-        "method_kind": config.method.kind,
-        "seed": seed,
-        "suite_position": _suite_position(suite, method, data.task),
+        "method": method,
+        "method_kind": method_kind,
+        "suite_position": {
+            "task": suite.tasks.index(data.task) if data.task in suite.tasks else 0,
+            "method": method_position,
+        },
         "config": config.model_dump(mode="json"),
         "versions": versions(),
         "data": data_summary(data),
-        "head_init": head_init or "random",
-        "posthoc": runner.posthoc,
+        "head_init": head_init,
+        "posthoc": posthoc,
         "train_seconds": train_seconds,
         "predict_seconds": predict_seconds,
-        "wall_seconds": time.perf_counter() - wall,
+        "wall_seconds": time.perf_counter() - wall_start,
         "peak_memory_mb": peak.megabytes,
         "memory_device": peak.device,
-        "trainable_parameters": int(runner.trainable_parameters()),
+        "trainable_parameters": trainable_parameters,
         "torch_threads": torch.get_num_threads(),
         "metrics": metrics,
         "per_example": examples,

@@ -91,7 +91,7 @@ def zero_shot_record(
     """Score ``data`` (a QA task's :class:`BenchData`, with its records) zero-shot; return a run
     record without its seed (the caller writes one per seed)."""
     from bayeshead.backbones.huggingface import HuggingFaceBackbone
-    from bayeshead.bench.runner import RUN_SCHEMA, data_summary, score_predictions, versions
+    from bayeshead.bench.runner import run_record, score_predictions
     from bayeshead.heads.init_rows import init_head_from_rows
     from bayeshead.model import BayesianModel
     from bayeshead.registry import HEADS, TASKS
@@ -124,28 +124,11 @@ def zero_shot_record(
             predict_seconds = time.perf_counter() - start
             ood_sets = {set_name: predict(set_name, data.records[set_name]).double().to("cpu") for set_name in data.ood_sets}
     metrics, examples = score_predictions(data, test, None, ood_sets, config.evaluation.ece_bins)
-    return {
-        "schema": RUN_SCHEMA,
-        "suite": suite.name,
-        "task": data.task,
-        "method": name,
-        "method_kind": "zero_shot",
-        "suite_position": {
-            "task": suite.tasks.index(data.task) if data.task in suite.tasks else 0,
-            "method": ZERO_SHOT_KINDS.index(kind) - len(ZERO_SHOT_KINDS),  # before the trained methods
-        },
-        "config": config.model_dump(mode="json"),
-        "versions": versions(),
-        "data": data_summary(data),
-        "head_init": "lm_head" if kind == "letter" else "none",
-        "posthoc": {},
-        "train_seconds": 0.0,
-        "predict_seconds": predict_seconds,
-        "wall_seconds": time.perf_counter() - wall,
-        "peak_memory_mb": peak.megabytes,
-        "memory_device": peak.device,
-        "trainable_parameters": 0,
-        "torch_threads": torch.get_num_threads(),
-        "metrics": metrics,
-        "per_example": examples,
-    }
+    # before the trained methods: positions -2, -1
+    position = ZERO_SHOT_KINDS.index(kind) - len(ZERO_SHOT_KINDS)
+    return run_record(
+        suite, data, config, method=name, method_kind="zero_shot", method_position=position,
+        head_init="lm_head" if kind == "letter" else "none", posthoc={}, train_seconds=0.0,
+        predict_seconds=predict_seconds, wall_start=wall, peak=peak, trainable_parameters=0,
+        metrics=metrics, examples=examples,
+    )

@@ -28,7 +28,7 @@ from bayeshead.config import ComponentConfig
 from bayeshead.errors import NotFittedError, UserInputError
 from bayeshead.types import LossTerms, Predictive
 
-__all__ = ["HeadConfig", "UncertaintyHead", "check_features", "check_class_targets"]
+__all__ = ["HeadConfig", "LateFittedFlag", "UncertaintyHead", "check_features", "check_class_targets"]
 
 
 class HeadConfig(ComponentConfig):
@@ -177,3 +177,23 @@ class UncertaintyHead(nn.Module, ABC):
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, num_outputs={self.num_outputs}"
+
+
+class LateFittedFlag:
+    """Mixin for a post-hoc head whose ``fitted`` buffer came after its fitted tensor: a
+    state_dict saved before the flag existed, but holding ``fitted_marker`` (the fitted tensor's
+    name), loads as fitted. Put it before the head's base class."""
+
+    fitted_marker: ClassVar[str]
+
+    def upgrade_state_dict(self, state: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Mark an older save that holds ``fitted_marker`` but no ``fitted`` flag as fitted."""
+        if "fitted" not in state and self.fitted_marker in state:
+            state = {**state, "fitted": torch.ones((), dtype=torch.bool)}
+        return state
+
+    def _load_from_state_dict(self, state_dict: Any, prefix: str, *args: Any, **kwargs: Any) -> None:
+        if prefix + "fitted" not in state_dict and prefix + self.fitted_marker in state_dict:
+            state_dict[prefix + "fitted"] = torch.ones((), dtype=torch.bool)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)  # type: ignore[misc]
+

@@ -57,6 +57,7 @@ from pydantic import Field, PositiveFloat, PositiveInt, model_validator
 from torch import Tensor
 
 from bayeshead.heads.glm_predictive import psd_cholesky
+from bayeshead.heads.laplace import LaplaceHeadConfig
 from bayeshead.heads.option_deterministic import DeterministicOptionConfig, DeterministicOptionHead
 from bayeshead.heads.option_laplace_math import (
     maximise_option_log_evidence,
@@ -73,18 +74,14 @@ from bayeshead.heads.option_scoring import (
 )
 from bayeshead.posthoc_bounds import warn_at_bound
 from bayeshead.registry import HEADS
-from bayeshead.search_space import LogUniform, SearchSpace
+from bayeshead.search_space import SearchSpace
 
 __all__ = ["LaplaceOptionConfig", "LaplaceOptionHead"]
 
 
 class LaplaceOptionConfig(DeterministicOptionConfig):
     kind: Literal["laplace_options"] = "laplace_options"  # type: ignore[assignment]
-    search_space: ClassVar[SearchSpace] = {
-        "head.weight_decay": LogUniform(low=1e-6, high=1e-1),
-        # only where no marginal-likelihood search sets δ
-        "head.prior_precision": LogUniform(low=1e-3, high=1e3, when={"head.prior_optimization": "none"}),
-    }
+    search_space: ClassVar[SearchSpace] = LaplaceHeadConfig.search_space  # the class-row head's
     prior_precision: PositiveFloat = Field(
         1.0, description="δ of the prior N(0, δ⁻¹ I) on w when prior_optimization='none' (unused by 'marglik')."
     )

@@ -16,6 +16,7 @@ import torch
 from pydantic import Field, NonNegativeFloat
 from torch import Tensor, nn
 
+from bayeshead.heads.deterministic import DeterministicHeadConfig
 from bayeshead.heads.option_base import OptionHead, OptionHeadConfig
 from bayeshead.heads.option_scoring import (
     OptionPredictive,
@@ -23,7 +24,7 @@ from bayeshead.heads.option_scoring import (
     segment_log_softmax,
 )
 from bayeshead.registry import HEADS
-from bayeshead.search_space import LogUniform, SearchSpace
+from bayeshead.search_space import SearchSpace
 from bayeshead.types import LossTerms
 
 __all__ = ["DeterministicOptionHead", "DeterministicOptionConfig"]
@@ -31,7 +32,7 @@ __all__ = ["DeterministicOptionHead", "DeterministicOptionConfig"]
 
 class DeterministicOptionConfig(OptionHeadConfig):
     kind: Literal["deterministic_options"] = "deterministic_options"
-    search_space: ClassVar[SearchSpace] = {"head.weight_decay": LogUniform(low=1e-6, high=1e-1)}
+    search_space: ClassVar[SearchSpace] = DeterministicHeadConfig.search_space  # the class-row head's
     weight_decay: NonNegativeFloat = Field(0.0, description="λ in (λ/2)·‖w‖²: 0 is MLE, > 0 is MAP.")
 
 

@@ -27,7 +27,13 @@ import torch
 from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt, model_validator
 from torch import Tensor, nn
 
-from bayeshead.heads.base import HeadConfig, UncertaintyHead, check_class_targets, check_features
+from bayeshead.heads.base import (
+    HeadConfig,
+    LateFittedFlag,
+    UncertaintyHead,
+    check_class_targets,
+    check_features,
+)
 from bayeshead.heads.deterministic import map_softmax_loss
 from bayeshead.posthoc_bounds import bound_side, warn_at_bound
 from bayeshead.registry import HEADS
@@ -94,12 +100,13 @@ def fit_temperature(
 
 
 @HEADS.register("temperature", config=TemperatureHeadConfig)
-class TemperatureHead(UncertaintyHead):
+class TemperatureHead(LateFittedFlag, UncertaintyHead):
     """Temperature scaling: MAP softmax head, logits divided by a T > 0 fitted on validation NLL."""
 
     Config = TemperatureHeadConfig
     config: TemperatureHeadConfig
     posthoc_data = "validation"
+    fitted_marker = "temperature"
 
     def __init__(self, in_features: int, num_outputs: int, config: TemperatureHeadConfig | None = None) -> None:
         super().__init__(in_features, num_outputs, config)
@@ -111,16 +118,6 @@ class TemperatureHead(UncertaintyHead):
     def is_fitted(self) -> bool:
         return bool(self.fitted)
 
-    def upgrade_state_dict(self, state: dict[str, Tensor]) -> dict[str, Tensor]:
-        """A state_dict saved before the ``fitted`` flag existed holds a fitted T: mark it so."""
-        if "fitted" not in state and "temperature" in state:
-            state = {**state, "fitted": torch.ones((), dtype=torch.bool)}
-        return state
-
-    def _load_from_state_dict(self, state_dict: Any, prefix: str, *args: Any, **kwargs: Any) -> None:
-        if prefix + "fitted" not in state_dict and prefix + "temperature" in state_dict:
-            state_dict[prefix + "fitted"] = torch.ones((), dtype=torch.bool)
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def logits(self, features: Tensor) -> Tensor:
         """Unscaled logits W·φ + b."""

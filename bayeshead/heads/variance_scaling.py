@@ -27,6 +27,7 @@ import torch
 from pydantic import Field, PositiveFloat, model_validator
 from torch import Tensor
 
+from bayeshead.heads.base import LateFittedFlag
 from bayeshead.heads.gaussian import GaussianHead, GaussianHeadConfig
 from bayeshead.heads.vbll_common import check_regression_targets
 from bayeshead.registry import HEADS
@@ -58,28 +59,19 @@ def fit_variance_scale(mean: Tensor, var: Tensor, targets: Tensor) -> float:
 
 
 @HEADS.register("variance_scaling", config=VarianceScalingConfig)
-class VarianceScalingHead(GaussianHead):
+class VarianceScalingHead(LateFittedFlag, GaussianHead):
     """Gaussian head whose predictive variance is multiplied by s > 0 fitted on validation NLL."""
 
     Config = VarianceScalingConfig  # type: ignore[assignment]
     config: VarianceScalingConfig  # type: ignore[assignment]
     posthoc_data = "validation"
+    fitted_marker = "variance_scale"
 
     def __init__(self, in_features: int, num_outputs: int, config: VarianceScalingConfig | None = None) -> None:
         super().__init__(in_features, num_outputs, config)
         self.register_buffer("variance_scale", torch.tensor(1.0, dtype=torch.float64))
         self.register_buffer("fitted", torch.zeros((), dtype=torch.bool))
 
-    def upgrade_state_dict(self, state: dict[str, Tensor]) -> dict[str, Tensor]:
-        """A state_dict saved before the ``fitted`` flag existed holds a fitted s: mark it so."""
-        if "fitted" not in state and "variance_scale" in state:
-            state = {**state, "fitted": torch.ones((), dtype=torch.bool)}
-        return state
-
-    def _load_from_state_dict(self, state_dict: Any, prefix: str, *args: Any, **kwargs: Any) -> None:
-        if prefix + "fitted" not in state_dict and prefix + "variance_scale" in state_dict:
-            state_dict[prefix + "fitted"] = torch.ones((), dtype=torch.bool)
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @property
     def name(self) -> str:

@@ -55,6 +55,7 @@ from bayeshead.heads.option_scoring import (
     segment_logsumexp,
     unpad_segments,
 )
+from bayeshead.heads.vbll_classification import VBLLClassificationConfig
 from bayeshead.heads.vbll_common import (
     VBLLConfigBase,
     WidthScaling,
@@ -63,7 +64,7 @@ from bayeshead.heads.vbll_common import (
     prior_variance,
 )
 from bayeshead.registry import HEADS
-from bayeshead.search_space import LogUniform, SearchSpace
+from bayeshead.search_space import SearchSpace
 from bayeshead.types import LossTerms
 
 __all__ = ["VBLLOptionConfig", "VBLLOptionHead"]
@@ -71,10 +72,7 @@ __all__ = ["VBLLOptionConfig", "VBLLOptionHead"]
 
 class VBLLOptionConfig(VBLLConfigBase):
     kind: Literal["vbll_options"] = "vbll_options"
-    search_space: ClassVar[SearchSpace] = {
-        "head.prior_scale": LogUniform(low=0.1, high=100.0),
-        "head.noise_init": LogUniform(low=0.05, high=1.0),
-    }
+    search_space: ClassVar[SearchSpace] = VBLLClassificationConfig.search_space  # the class-row head's
     position_bias: bool = Field(
         False, description="Add a point-estimated logit offset b_k for each option position k < max_options."
     )
