@@ -126,6 +126,14 @@ def test_bring_your_own_data_end_to_end(tmp_path, capsys):
     assert main(["bench", "--suite", str(suite), "--data", str(train), "--text-field", "review",
                  "--label-field", "sentiment", "--out", str(out), "--resume", "--no-figures"]) == 0
     assert "kept" in capsys.readouterr().out
+    # ... but not a run the suite now resolves to other settings: that one runs again
+    suite.write_text(suite.read_text().replace("head.kind=deterministic]", "head.kind=deterministic, head.weight_decay=0.5]"))
+    assert main(["bench", "--suite", str(suite), "--data", str(train), "--text-field", "review",
+                 "--label-field", "sentiment", "--out", str(out), "--resume", "--no-figures"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("head.weight_decay: 0.0 -> 0.5); running it again") == 2
+    assert printed.count(": kept ") == 2  # polar+vbll, both seeds
+    assert json.loads((out / "runs" / "lora+mle--seed1.json").read_text())["config"]["head"]["weight_decay"] == 0.5
     assert main(["report", str(out / "runs"), "--out", str(tmp_path / "report"), "--no-figures"]) == 0
     assert (tmp_path / "report" / "results.csv").is_file()
 
@@ -164,3 +172,21 @@ def test_report_aggregates_mean_and_std_over_seeds(tmp_path):
     assert bins.accuracy[1] == pytest.approx((2 * 0.5 + 1.0) / 3)
     with pytest.raises(ValueError, match="no run records"):
         load_runs(tmp_path / "empty")
+
+
+def test_changed_settings_names_what_differs_and_ignores_settings_a_record_predates():
+    from bayeshead.bench.runner import changed_settings
+    from bayeshead.config import load_config
+
+    config = load_config(None, ["head.kind=deterministic", "optimizer.lr=1e-3"])
+    recorded = config.model_dump(mode="json")
+    assert changed_settings(recorded, config) == []
+    del recorded["training"]["grad_clip"]  # written before the setting existed: not compared
+    recorded["training"]["progress"] = not recorded["training"]["progress"]  # display only
+    assert changed_settings(recorded, config) == []
+    recorded["optimizer"]["lr"] = 2e-3
+    recorded["backbone"]["gone"] = 1
+    assert changed_settings(recorded, config) == ["backbone.gone: 1 -> (no such setting)", "optimizer.lr: 0.002 -> 0.001"]
+    for i in range(6):
+        recorded["head"][f"x{i}"] = i
+    assert changed_settings(recorded, config)[-1] == "4 more" and len(changed_settings(recorded, config)) == 5

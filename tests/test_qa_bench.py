@@ -139,8 +139,11 @@ def test_commonsense_suites_hold_the_paper_grid(name):
             assert config.task.kind == task
             heads[method.name] = config
     # the CPU grid puts every task one sequence per option: the per-option counterparts of the heads
-    options = all(suite.formulation.get(task) == "options" for task in suite.tasks)
+    options = all(suite.data_formulation(task) == "options" for task in suite.tasks)
     assert options == (name == "commonsense-cpu")
+    for task in suite.tasks:  # the LM score is a feature exactly where the formulation says so
+        config = method_config(suite, suite.methods[0], 0, (), task)
+        assert config.backbone.option_lm_score == (suite.formulation.get(task) == "options_lm_score")
     det, la, vbll = ("deterministic_options", "laplace_options", "vbll_options") if options else (
         "deterministic", "laplace", "vbll_classification")
     assert heads["laplace_lora"].method.kind == "laplace_lora" and heads["laplace_lora"].head.kind == det

@@ -35,6 +35,7 @@ from bayeshead.seeding import seed_everything
 
 __all__ = [
     "OPTION_HEADS",
+    "changed_settings",
     "data_summary",
     "init_heads_from_answers",
     "method_config",
@@ -83,12 +84,17 @@ def method_config(
     task: str | None = None,
 ) -> ExperimentConfig:
     """suite base + method (+ its overrides for ``task``) + caller overrides, then the task (kind
-    and the suite's formulation of it) and the seed. In the ``options`` formulation the head is
-    replaced by its per-option counterpart (:data:`OPTION_HEADS`), its other settings kept."""
-    extra = [f"task.kind={task}", f"task.formulation={suite.formulation.get(task, 'letter')}"] if task else []
+    and the suite's formulation of it, :meth:`SuiteConfig.formulation_overrides`) and the seed. In
+    the per-option formulations the head is replaced by its per-option counterpart
+    (:data:`OPTION_HEADS`), its other settings kept; whether the option LM score is a feature is
+    the formulation's to say, so an override of ``backbone.option_lm_score`` that contradicts it
+    is an error."""
+    extra = suite.formulation_overrides(task) if task else []
     per_task = method.task_overrides.get(task, []) if task else []
     chain = [*suite.base, *method.overrides, *per_task, *overrides, *extra, f"training.seed={seed}"]
     config = load_config(None, chain)
+    if task and config.task is not None and config.task.formulation == "options":
+        _check_option_lm_score(chain[: len(chain) - len(extra) - 1], config, task, suite.formulation.get(task))
     if config.task is None or config.task.formulation != "options":
         return config
     from bayeshead.registry import HEADS
@@ -103,6 +109,22 @@ def method_config(
             f"drop the method for this task or set formulation.{task}: letter"
         )
     return load_config(None, [*chain, f"head.kind={counterpart}"])
+
+
+def _check_option_lm_score(chain: Sequence[str], config: ExperimentConfig, task: str, formulation: str | None) -> None:
+    """Refuse a ``backbone.option_lm_score`` override that the suite's formulation of ``task`` overrules."""
+    import yaml
+
+    key = "backbone.option_lm_score="
+    for item in chain:
+        if item.replace(" ", "").startswith(key):
+            asked = yaml.safe_load(item.split("=", 1)[1])
+            if bool(asked) != config.backbone.option_lm_score:
+                raise UserInputError(
+                    f"{item!r} contradicts the suite's formulation of {task}: {formulation!r} (which sets "
+                    f"backbone.option_lm_score={str(config.backbone.option_lm_score).lower()}); drop the override "
+                    f"and set formulation.{task}: {'options_lm_score' if asked else 'options'}"
+                )
 
 
 def init_heads_from_answers(method: Any, config: ExperimentConfig) -> str | None:
@@ -322,6 +344,32 @@ def _zero_shot_rows(
     return out
 
 
+def changed_settings(recorded: dict[str, Any], config: ExperimentConfig, limit: int = 4) -> list[str]:
+    """The settings (dotted keys, at most ``limit`` shown) in which a run record's resolved config
+    differs from ``config``, the config the suite would run now; ``[]`` when it is the same run.
+    Settings the record does not hold (added to bayeshead after it was written) are not compared,
+    and neither are ``training.progress`` and ``evaluation.batch_size``, which change how a run is
+    shown or batched, not what it computes."""
+    now = config.model_dump(mode="json")
+    ignored = {"training.progress", "evaluation.batch_size"}
+    out: list[str] = []
+
+    def walk(old: Any, new: Any, key: str) -> None:
+        if key in ignored:
+            return
+        if isinstance(old, dict) and isinstance(new, dict):
+            for name, value in old.items():
+                walk(value, new.get(name, _MISSING), f"{key}.{name}" if key else name)
+        elif old != new:
+            out.append(f"{key}: {old!r} -> {'(no such setting)' if new is _MISSING else repr(new)}")
+
+    walk(recorded, now, "")
+    return out[:limit] + ([f"{len(out) - limit} more"] if len(out) > limit else [])
+
+
+_MISSING = object()
+
+
 def run_suite(
     suite: SuiteConfig,
     data: BenchData | Sequence[BenchData],
@@ -333,7 +381,8 @@ def run_suite(
     is_main: bool = True,
 ) -> list[dict[str, Any]]:
     """Every data set (QA task) x seed x method; writes each run's JSON as soon as it finishes
-    (rank 0 only). With ``skip_existing``, runs whose JSON exists are read back, not rerun.
+    (rank 0 only). With ``skip_existing``, runs whose JSON exists are read back, not rerun, unless
+    the suite now resolves that run to other settings (:func:`changed_settings`): then it runs again.
 
     On a terminal (stderr a TTY, rank 0) a progress bar shows the runs done of the total and the
     run in progress, above the trainer's bar of training steps (``training.progress``); in a log
@@ -369,10 +418,16 @@ def run_suite(
                     head = f"[{done}/{total}] {method.name}{where} seed {seed}"
                     bar.set_description_str(f"bench: {method.name}{where} seed {seed}")
                     if skip_existing and path.is_file():
-                        records.append(json.loads(path.read_text(encoding="utf-8")))
-                        say(f"{head}: kept {path}")
-                        bar.update(1)
-                        continue
+                        kept = json.loads(path.read_text(encoding="utf-8"))
+                        changed = changed_settings(
+                            kept.get("config", {}), method_config(suite, method, seed, overrides, bench_data.task)
+                        )
+                        if not changed:
+                            records.append(kept)
+                            say(f"{head}: kept {path}")
+                            bar.update(1)
+                            continue
+                        say(f"{head}: {path} was run with other settings ({', '.join(changed)}); running it again")
                     record = run_method(suite, method, seed, bench_data, overrides)
                     say(f"{head}: {_log_line(record)}")
                     write(path, record)

@@ -28,7 +28,15 @@ from pydantic import Field, PositiveInt, model_validator
 from bayeshead.bench.tune_config import MethodTuning, TuneConfig
 from bayeshead.config import ConfigError, StrictModel, read_config_file
 
-__all__ = ["MethodSpec", "SuiteConfig", "QUICK", "SUITES", "load_suite"]
+__all__ = ["FORMULATIONS", "MethodSpec", "SuiteConfig", "QUICK", "SUITES", "load_suite"]
+
+
+#: a suite's formulation of a QA task -> (the task's data formulation, the settings it implies)
+FORMULATIONS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "letter": ("letter", ()),
+    "options": ("options", ("backbone.option_lm_score=false",)),
+    "options_lm_score": ("options", ("backbone.option_lm_score=true",)),
+}
 
 
 class MethodSpec(StrictModel):
@@ -78,11 +86,13 @@ class SuiteConfig(StrictModel):
         "option's text by its log-likelihood, 'letter' the next-token logits of the answer letters; untrained, "
         "computed once per task and recorded for every seed.",
     )
-    formulation: dict[str, Literal["letter", "options"]] = Field(
+    formulation: dict[str, Literal["letter", "options", "options_lm_score"]] = Field(
         default_factory=dict,
         description="QA task -> how its questions are put: 'letter' (default; one prompt, a C-way head over the "
-        "answer letters) or 'options' (each option its own sequence, the suite's heads replaced by their per-option "
-        "counterparts: deterministic -> deterministic_options, vbll_classification -> vbll_options, laplace -> laplace_options). Its OOD sets "
+        "answer letters), 'options' (each option its own sequence, the suite's heads replaced by their per-option "
+        "counterparts: deterministic -> deterministic_options, vbll_classification -> vbll_options, laplace -> "
+        "laplace_options; features: the option's hidden state) or 'options_lm_score' (the same, each option's "
+        "features ending with the LM's own mean log-likelihood of it: backbone.option_lm_score=true). Its OOD sets "
         "follow the task.",
     )
     n_train: PositiveInt | None = Field(
@@ -144,6 +154,16 @@ class SuiteConfig(StrictModel):
                     f"{self.tasks}"
                 )
         return self
+
+    def data_formulation(self, task: str) -> str:
+        """How ``task``'s data is built (:func:`~bayeshead.bench.data.qa_benchmark`): ``letter`` or ``options``."""
+        return FORMULATIONS[self.formulation.get(task, "letter")][0]
+
+    def formulation_overrides(self, task: str) -> list[str]:
+        """The config overrides that put ``task`` in the suite's formulation of it (applied after
+        the base's and the method's)."""
+        data, implied = FORMULATIONS[self.formulation.get(task, "letter")]
+        return [f"task.kind={task}", f"task.formulation={data}", *implied]
 
     def select(self, names: list[str] | None) -> SuiteConfig:
         """The suite restricted to ``names`` (methods, run in the order given, and zero-shot rows

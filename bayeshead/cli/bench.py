@@ -10,7 +10,7 @@
     bayeshead bench report outputs/bench/quick            # rebuild tables/figures from run JSONs
     bayeshead bench tune quick --trials 20                # tune every method on validation data
     bayeshead bench run outputs/tune/quick/tuned.yaml     # ... then run the tuned suite (test data once)
-    bayeshead bench formulation commonsense-cpu           # letter or per-option, per task, on validation
+    bayeshead bench formulation commonsense-cpu           # letter / per-option (+ LM score), per task, on validation
 
 ``bayeshead bench --suite quick`` (no subcommand) is read as ``bench run --suite quick``.
 """
@@ -117,6 +117,11 @@ def add_formulation_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--suite", dest="suite_option", metavar="SUITE", help="the same as the positional SUITE")
     p.add_argument("--method", help="the reference method fitted in each formulation (default: the suite's first)")
     p.add_argument("--tasks", nargs="+", metavar="TASK", help="only these QA tasks of the suite")
+    p.add_argument(
+        "--candidates", nargs="+", choices=["letter", "options", "options_lm_score"], metavar="FORMULATION",
+        help="the formulations fitted (letter, options, options_lm_score; default: all three, options_lm_score "
+        "only with a causal LM)",
+    )
     p.add_argument("--objective", choices=["nll", "ece", "nll+ece"], default="nll", help="validation score minimised")
     p.add_argument("--out", help="output directory (default outputs/formulation/<suite>)")
     _add_setup_arguments(p)
@@ -148,7 +153,7 @@ def add_bench_parsers(p: argparse.ArgumentParser) -> None:
     add_formulation_arguments(
         sub.add_parser(
             "formulation",
-            help="choose each QA task's formulation (letter or options) on validation data; write the suite with it",
+            help="choose each QA task's formulation (letter, options, options_lm_score) on validation data; write the suite with it",
         )
     )
 
@@ -216,7 +221,7 @@ def _load_data(args: argparse.Namespace, suite):  # noqa: ANN001, ANN202
             qa_benchmark(
                 task, n_train=suite.n_train, n_val=suite.n_val, n_test=suite.n_test, n_ood=suite.n_ood,
                 ood_tasks=suite.ood_tasks.get(task, []), seed=suite.data_seed, data_dir=data_dir,
-                formulation=suite.formulation.get(task, "letter"),
+                formulation=suite.data_formulation(task),
             )
             for task in suite.tasks
         ]
@@ -365,7 +370,7 @@ def cmd_formulation(args: argparse.Namespace) -> int:
           f"({args.objective}); {torch.get_num_threads()} threads", flush=True)
     start = time.perf_counter()
     result = choose_formulations(
-        suite, load, method=args.method, overrides=_overrides(args), objective=args.objective,
+        suite, load, method=args.method, candidates=args.candidates, overrides=_overrides(args), objective=args.objective,
         log=lambda line: print(line, flush=True),
     )
     written = write_formulations(suite, result, Path(args.out or f"outputs/formulation/{suite.name}"))

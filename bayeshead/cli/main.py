@@ -124,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "bench",
         help="methods x tasks x seeds side by side: 'bench run SUITE' (the main job: quick), 'bench report DIR', "
-        "'bench tune SUITE' (tuning on validation data), 'bench formulation SUITE' (letter or per-option, per task)",
+        "'bench tune SUITE' (tuning on validation data), 'bench formulation SUITE' (letter, per-option, per-option + LM score; per task)",
     )
     add_bench_parsers(p)
 
