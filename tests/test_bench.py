@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import statistics
+from pathlib import Path
 
 import pytest
 from _helpers import SENTIMENT
@@ -190,3 +191,15 @@ def test_changed_settings_names_what_differs_and_ignores_settings_a_record_preda
     for i in range(6):
         recorded["head"][f"x{i}"] = i
     assert changed_settings(recorded, config)[-1] == "4 more" and len(changed_settings(recorded, config)) == 5
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[1] / "benchmarks").glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_suite_file_resolves_every_run_to_a_valid_config(path):
+    from bayeshead.bench.runner import method_config
+    from bayeshead.bench.suite import load_suite
+
+    suite = load_suite(str(path))
+    for task in suite.tasks or [None]:
+        for method in suite.methods:
+            config = method_config(suite, method, suite.seeds[0], (), task)
+            assert config.training.seed == suite.seeds[0]
