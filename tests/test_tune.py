@@ -210,6 +210,9 @@ def test_declared_spaces_follow_the_registry_entries_and_their_conditions():
     assert "head.prior_precision" not in declared_space(laplace)  # the marginal likelihood sets it
     fixed = load_config(None, ["adapter.kind=lora", "head.kind=laplace", "head.prior_optimization=none"])
     assert "head.prior_precision" in declared_space(fixed)
+    evidence = load_config(None, ["head.kind=vbll_classification", "head.prior_scale_rule=evidence"])
+    assert "head.prior_scale" not in declared_space(evidence) and "head.noise_init" in declared_space(evidence)
+    assert "head.prior_scale" in declared_space(load_config(None, ["head.kind=vbll_options"]))  # no evidence rule there
 
 
 def test_suite_space_changes_and_their_errors():

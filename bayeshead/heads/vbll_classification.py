@@ -70,10 +70,15 @@ def probit_logits(mean: Tensor, var: Tensor) -> Tensor:
     return mean / torch.sqrt(1.0 + (math.pi / 8.0) * var)
 
 
+#: the tuner's range of the fixed prior scale s₀
+PRIOR_SCALE_RANGE = LogUniform(low=0.1, high=100.0)
+
+
 class VBLLClassificationConfig(VBLLConfigBase):
     kind: Literal["vbll_classification"] = "vbll_classification"
     search_space: ClassVar[SearchSpace] = {
-        "head.prior_scale": LogUniform(low=0.1, high=100.0),
+        # with prior_scale_rule=evidence the scale is chosen from the data and prior_scale is unused
+        "head.prior_scale": PRIOR_SCALE_RANGE.model_copy(update={"when": {"head.prior_scale_rule": "fixed"}}),
         "head.noise_init": LogUniform(low=0.05, high=1.0),
     }
     prior_width_scaling: WidthScaling = Field(

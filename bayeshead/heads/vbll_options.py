@@ -55,7 +55,7 @@ from bayeshead.heads.option_scoring import (
     segment_logsumexp,
     unpad_segments,
 )
-from bayeshead.heads.vbll_classification import VBLLClassificationConfig
+from bayeshead.heads.vbll_classification import PRIOR_SCALE_RANGE, VBLLClassificationConfig
 from bayeshead.heads.vbll_common import (
     VBLLConfigBase,
     WidthScaling,
@@ -72,7 +72,11 @@ __all__ = ["VBLLOptionConfig", "VBLLOptionHead"]
 
 class VBLLOptionConfig(VBLLConfigBase):
     kind: Literal["vbll_options"] = "vbll_options"
-    search_space: ClassVar[SearchSpace] = VBLLClassificationConfig.search_space  # the class-row head's
+    # the class-row head's, with the prior scale always searched (no evidence rule here)
+    search_space: ClassVar[SearchSpace] = {
+        **VBLLClassificationConfig.search_space,
+        "head.prior_scale": PRIOR_SCALE_RANGE,
+    }
     position_bias: bool = Field(
         False, description="Add a point-estimated logit offset b_k for each option position k < max_options."
     )
