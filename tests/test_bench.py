@@ -50,6 +50,11 @@ def test_suite_selection_and_files(tmp_path):
     # runs go in the order given to --methods, not the suite's
     assert [m.name for m in QUICK.select(["polar+vbll", "lora+mle"]).methods] == ["polar+vbll", "lora+mle"]
     assert [m.name for m in QUICK.select(["lora+mle", "polar+vbll"]).methods] == ["lora+mle", "polar+vbll"]
+    # ... while reports keep the suite's order, also after a second selection
+    names = [m.name for m in QUICK.methods]
+    picked = QUICK.select(["lora+tfb", "polar+vbll", "lora+mle"]).select(["lora+tfb", "lora+mle"])
+    assert [picked.method_position(m.name) for m in picked.methods] == [names.index("lora+tfb"), 0]
+    assert QUICK.method_position("polar+vbll") == names.index("polar+vbll")
     with pytest.raises(ValueError, match="unique"):
         SuiteConfig(name="x", methods=[{"name": "a"}, {"name": "a"}])
     path = tmp_path / "s.yaml"

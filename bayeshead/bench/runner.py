@@ -233,7 +233,7 @@ def run_method(
     metrics, examples = score_predictions(data, test, ood, ood_sets, config.evaluation.ece_bins)
     record = run_record(
         suite, data, config, method=method.name, method_kind=config.method.kind,
-        method_position=[m.name for m in suite.methods].index(method.name), head_init=head_init or "random",
+        method_position=suite.method_position(method.name), head_init=head_init or "random",
         posthoc=runner.posthoc, train_seconds=train_seconds, predict_seconds=predict_seconds, wall_start=wall,
         peak=peak, trainable_parameters=int(runner.trainable_parameters()), metrics=metrics, examples=examples,
     )

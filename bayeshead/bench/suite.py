@@ -23,7 +23,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, PositiveInt, model_validator
+from pydantic import Field, PositiveInt, PrivateAttr, model_validator
 
 from bayeshead.bench.tune_config import MethodTuning, TuneConfig
 from bayeshead.config import ConfigError, StrictModel, read_config_file
@@ -155,6 +155,13 @@ class SuiteConfig(StrictModel):
                 )
         return self
 
+    _positions: dict[str, int] = PrivateAttr(default_factory=dict)
+
+    def method_position(self, name: str) -> int:
+        """The place of method ``name`` in the full suite (kept through :meth:`select`, which may
+        run methods in another order): reports list the methods in this order."""
+        return self._positions.get(name, [m.name for m in self.methods].index(name))
+
     def data_formulation(self, task: str) -> str:
         """How ``task``'s data is built (:func:`~bayeshead.bench.data.qa_benchmark`): ``letter`` or ``options``."""
         return FORMULATIONS[self.formulation.get(task, "letter")][0]
@@ -178,13 +185,15 @@ class SuiteConfig(StrictModel):
         tune = self.tune.model_copy(
             update={"methods": {k: v for k, v in self.tune.methods.items() if k in names}}
         )
-        return self.model_copy(
+        selected = self.model_copy(
             update={
                 "methods": sorted((m for m in self.methods if m.name in names), key=lambda m: names.index(m.name)),
                 "zero_shot": [kind for row, kind in rows.items() if row in names],
                 "tune": tune,
             }
         )
+        selected._positions = {m.name: self.method_position(m.name) for m in self.methods}
+        return selected
 
     def select_tasks(self, names: list[str] | None) -> SuiteConfig:
         """The suite restricted to the QA tasks ``names``; unknown names are errors."""
