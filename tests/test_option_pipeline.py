@@ -195,7 +195,9 @@ def test_zero_shot_rows_score_the_test_questions_once_for_every_seed(tmp_path, o
     tiny_decoder("llama", offline_tokenizer.vocab_size).save_pretrained(model_dir)
     offline_tokenizer.save_pretrained(model_dir)
     suite = tmp_path / "zs.yaml"
-    suite.write_text(_SUITE.replace("formulation: {obqa: options}", "formulation: {obqa: options}\nzero_shot: [cloze, letter]\nseeds: [0, 1]"))
+    suite.write_text(
+        _SUITE.replace("formulation: {obqa: options}", "formulation: {obqa: options_lm_score}\nzero_shot: [cloze, letter]\nseeds: [0, 1]")
+    )
     out = tmp_path / "out"
     setup = [
         "--model", str(model_dir), "--data-dir", str(DATA), "--no-figures",
@@ -205,7 +207,7 @@ def test_zero_shot_rows_score_the_test_questions_once_for_every_seed(tmp_path, o
     cache = tmp_path / "prefix-cache"
     argv = ["bench", "run", str(suite), "--methods", "zero_shot_cloze", "zero_shot_letter", "mle",
             "--out", str(out), *setup, "--set", "backbone.cache_prefix=true", "--set", f"backbone.cache_dir={cache}",
-            "--set", "adapter.top_layers=1", "--set", "backbone.option_lm_score=true"]
+            "--set", "adapter.top_layers=1"]
     assert main(argv) == 0, capsys.readouterr().err
     # the prefix states of train, val, test and the OOD set were written once to disk
     assert len([p for p in cache.iterdir() if p.is_dir()]) == 4
