@@ -28,9 +28,10 @@ import yaml
 
 from bayeshead.bench.data import BenchData
 from bayeshead.bench.runner import method_config
-from bayeshead.bench.suite import FORMULATIONS, SuiteConfig
+from bayeshead.bench.suite import FORMULATIONS, MethodSpec, SuiteConfig
 from bayeshead.bench.tune_config import TuneConfig
 from bayeshead.bench.tune_trial import ValidationData, run_trial
+from bayeshead.config import load_config
 from bayeshead.errors import UserInputError
 
 __all__ = ["FORMULATED", "candidate_formulations", "choose_formulations", "write_formulations"]
@@ -42,14 +43,12 @@ def candidate_formulations(suite: SuiteConfig, method: str | None = None) -> lis
     """The formulations worth fitting for ``suite``: all of :data:`FORMULATIONS`, less
     ``options_lm_score`` when the reference method's backbone is not a causal LM (it has no LM
     score to give)."""
-    from bayeshead.config import load_config
-
     spec = _method(suite, method)
     backbone = load_config(None, [*suite.base, *spec.overrides]).backbone
     return [f for f in FORMULATIONS if f != "options_lm_score" or backbone.model_class == "causal_lm"]
 
 
-def _method(suite: SuiteConfig, method: str | None):  # noqa: ANN202
+def _method(suite: SuiteConfig, method: str | None) -> MethodSpec:
     names = [m.name for m in suite.methods]
     name = method or (names[0] if names else None)
     if name not in names:

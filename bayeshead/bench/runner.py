@@ -344,6 +344,9 @@ def _zero_shot_rows(
     return out
 
 
+_MISSING = object()  # a setting the current config does not have
+
+
 def changed_settings(recorded: dict[str, Any], config: ExperimentConfig, limit: int = 4) -> list[str]:
     """The settings (dotted keys, at most ``limit`` shown) in which a run record's resolved config
     differs from ``config``, the config the suite would run now; ``[]`` when it is the same run.
@@ -366,8 +369,6 @@ def changed_settings(recorded: dict[str, Any], config: ExperimentConfig, limit: 
     walk(recorded, now, "")
     return out[:limit] + ([f"{len(out) - limit} more"] if len(out) > limit else [])
 
-
-_MISSING = object()
 
 
 def run_suite(
