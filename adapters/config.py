@@ -69,3 +69,9 @@ class PoLARConfig(AdapterConfig):
     """PoLAR (Lion et al. 2025): ΔW = (α/r)·U·Θ·Vᵀ, U and V on Stiefel manifolds, Θ = 0 at init."""
 
     kind: Literal["polar"] = "polar"
+    theta_lr_ratio: PositiveFloat = Field(
+        1.0,
+        description="Θ trains at this multiple of the optimizer's lr (U, V keep lr or stiefel_lr). Θ has r² "
+        "entries where LoRA's B has m·r, so at a shared lr Adam moves PoLAR's ΔW about √(m/(3r)) times "
+        "slower than LoRA's at the start.",
+    )

@@ -4,6 +4,7 @@ U ∈ St(m, r) and V ∈ St(n, r) are ``geoopt.ManifoldParameter``s on ``geoopt.
 (train them with the ``"riemannian_adam"`` or ``"landing"`` optimizer), initialised as Q of the
 QR factorisation of a Gaussian with diag(R) > 0; Θ ∈ R^{r×r} is Euclidean and starts at 0, so
 ΔW = (α/r)·U·Θ·Vᵀ = 0 at init. The forward pass never forms ΔW (cost O((m + n)·r) per token).
+Θ may train at ``theta_lr_ratio`` times the optimizer's learning rate (:meth:`parameter_lr_scale`).
 Requires r ≤ min(m, n). Factors are fp32 when the base layer is bf16/fp16.
 """
 
@@ -28,12 +29,14 @@ class PoLARLinear(LowRankAdapter):
     """PoLAR around an ``nn.Linear`` or ``Conv1D``: ΔW = (α/r)·U·Θ·Vᵀ, U, V on Stiefel."""
 
     def __init__(self, base_layer: nn.Module, config: PoLARConfig | None = None) -> None:
-        super().__init__(base_layer, config or PoLARConfig())
+        config = config or PoLARConfig()
+        super().__init__(base_layer, config)
         kw = self._factor_kwargs
         manifold = geoopt.EuclideanStiefel()
         self.U = geoopt.ManifoldParameter(random_stiefel(self.out_features, self.rank, **kw), manifold=manifold)
         self.V = geoopt.ManifoldParameter(random_stiefel(self.in_features, self.rank, **kw), manifold=manifold)
         self.theta = nn.Parameter(torch.zeros(self.rank, self.rank, **kw))
+        self.theta_lr_ratio = float(config.theta_lr_ratio)
 
     def _delta_path(self, x: Tensor) -> Tensor:
         return ((x @ self.V) @ self.theta.T) @ self.U.T
@@ -52,3 +55,8 @@ class PoLARLinear(LowRankAdapter):
 
     def parameter_geometry(self) -> dict[str, Geometry]:
         return {"U": "stiefel", "V": "stiefel", "theta": "euclidean"}
+
+    def parameter_lr_scale(self) -> dict[str, float]:
+        """Θ at ``theta_lr_ratio`` times the optimizer's lr (U and V unscaled)."""
+        ratio = float(self.theta_lr_ratio)
+        return {} if ratio == 1.0 else {"theta": ratio}

@@ -25,6 +25,7 @@ class ParamGroup(TypedDict, total=False):
     geometry: Geometry
     lr: float
     weight_decay: float
+    lr_scale: float
 
 
 def geometry_of(param: nn.Parameter) -> Geometry:

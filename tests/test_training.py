@@ -232,3 +232,38 @@ def test_progress_is_logged(offline_tokenizer, caplog):
         Trainer(model).fit(TRAIN)
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("step ")]
     assert len(lines) == 2 and "total=" in lines[0] and "max_orth_error=" in lines[0] and "mean_stable_rank=" in lines[0]
+
+
+@pytest.mark.parametrize("optimizer", ["riemannian_adam", "landing"])
+@pytest.mark.parametrize("mode", ["alternating", "joint"])
+def test_polar_theta_lr_ratio_scales_only_theta(offline_tokenizer, optimizer, mode):
+    """adapter.theta_lr_ratio gives Θ its own group at ratio × lr; U, V keep stiefel_lr, the head
+    keeps head_lr; Adam's first step moves Θ ratio times as far (|Δθ| ≈ lr for Adam's step 1)."""
+    steps = {}
+    for ratio in (1.0, 4.0):
+        overrides = [*POLAR_VBLL, f"optimizer.kind={optimizer}", "optimizer.lr=0.01", "optimizer.stiefel_lr=0.02",
+                     f"training.mode={mode}", "training.head_lr=0.003", f"adapter.theta_lr_ratio={ratio}",
+                     "training.max_steps=1"]
+        model = tiny_model(offline_tokenizer, overrides)
+        trainer = Trainer(model)
+        opt = trainer.optimizers["joint" if mode == "joint" else "adapters"]
+        names = {id(p): n for n, p in model.named_parameters()}
+        lr_of = {names[id(p)]: g["lr"] for g in opt.param_groups for p in g["params"]}
+        thetas = [n for n in lr_of if n.endswith(".theta")]
+        assert thetas and all(lr_of[n] == pytest.approx(0.01 * ratio) for n in thetas)
+        assert all(lr_of[n] == pytest.approx(0.02) for n in lr_of if n.endswith((".U", ".V")))
+        assert all(lr_of[n] == pytest.approx(0.003) for n in lr_of if n.startswith("head."))
+        before = {n: p.detach().clone() for n, p in model.named_parameters() if n in thetas}
+        trainer.fit(TRAIN)
+        params = dict(model.named_parameters())
+        steps[ratio] = torch.stack([(params[n].detach() - before[n]).abs().max() for n in thetas])
+    assert torch.allclose(steps[4.0], 4 * steps[1.0], rtol=0.05)
+
+
+def test_polar_theta_lr_ratio_rejects_non_positive():
+    from pydantic import ValidationError
+
+    from bayeshead.config import load_config
+
+    with pytest.raises(ValidationError, match="theta_lr_ratio"):
+        load_config(overrides=["adapter.kind=polar", "adapter.theta_lr_ratio=0"])

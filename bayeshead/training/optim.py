@@ -33,12 +33,47 @@ def _declared_geometry(module: nn.Module) -> dict[str, str]:
     return geometry
 
 
+def _declared_lr_scale(module: nn.Module) -> dict[str, float]:
+    scale: dict[str, float] = {}
+    for module_name, sub in module.named_modules():
+        declare = getattr(sub, "parameter_lr_scale", None)
+        if callable(declare):
+            for name, factor in declare().items():
+                scale[f"{module_name}.{name}" if module_name else name] = float(factor)
+    return scale
+
+
 def parameter_groups(module: nn.Module, exclude: Iterable[nn.Parameter] = ()) -> list[ParamGroup]:
     """Trainable parameters of ``module`` (but those in ``exclude``) grouped by geometry
-    (adapters declare theirs)."""
+    (adapters declare theirs), then by learning-rate factor: parameters an adapter asks to train
+    at ``factor`` × the group's lr (:meth:`~bayeshead.adapters.base.Adapter.parameter_lr_scale`)
+    form their own group carrying ``lr_scale``."""
     skip = {id(p) for p in exclude}
     named = [(n, p) for n, p in module.named_parameters() if id(p) not in skip]
-    return group_by_geometry(named, _declared_geometry(module))
+    scale = _declared_lr_scale(module)
+    groups: list[ParamGroup] = []
+    for group in group_by_geometry(named, _declared_geometry(module)):
+        factors = sorted({scale.get(name, 1.0) for name in group["names"]})
+        for factor in factors:
+            pairs = [(n, p) for n, p in zip(group["names"], group["params"], strict=True) if scale.get(n, 1.0) == factor]
+            part: ParamGroup = {"params": [p for _, p in pairs], "names": [n for n, _ in pairs], "geometry": group["geometry"]}
+            if factor != 1.0:
+                part["lr_scale"] = factor
+            groups.append(part)
+    return groups
+
+
+def _apply_lr_scale(groups: list[ParamGroup], config: object) -> None:
+    """Give each group with ``lr_scale`` its own lr: the factor × the optimizer's ``lr`` (or its
+    ``stiefel_lr`` for a Stiefel group, when set)."""
+    for group in groups:
+        factor = group.pop("lr_scale", None)
+        if factor is None:
+            continue
+        stiefel_lr = getattr(config, "stiefel_lr", None)
+        stiefel = group.get("geometry") == "stiefel" and stiefel_lr is not None
+        base = stiefel_lr if stiefel else getattr(config, "lr", 1e-3)
+        group["lr"] = float(base) * factor
 
 
 def build_optimizer(
@@ -66,6 +101,7 @@ def build_optimizer(
     if not groups:
         return None
     config = model.config.optimizer
+    _apply_lr_scale(groups, config)
     return OPTIMIZERS.create(config.kind, groups, config)
 
 
