@@ -55,6 +55,12 @@ def test_suite_selection_and_files(tmp_path):
     picked = QUICK.select(["lora+tfb", "polar+vbll", "lora+mle"]).select(["lora+tfb", "lora+mle"])
     assert [picked.method_position(m.name) for m in picked.methods] == [names.index("lora+tfb"), 0]
     assert QUICK.method_position("polar+vbll") == names.index("polar+vbll")
+    # ... and after the command line's --seeds / sizes rebuild the suite
+    reseeded = QUICK.select(["polar+vbll+la", "polar+vbll"]).updated({"seeds": [1], "n_train": 10})
+    assert reseeded.seeds == [1] and reseeded.n_train == 10
+    assert [reseeded.method_position(m.name) for m in reseeded.methods] == [
+        names.index("polar+vbll+la"), names.index("polar+vbll")]
+    assert QUICK.updated({"seeds": [2]}).method_position("lora+tfb") == names.index("lora+tfb")
     with pytest.raises(ValueError, match="unique"):
         SuiteConfig(name="x", methods=[{"name": "a"}, {"name": "a"}])
     path = tmp_path / "s.yaml"

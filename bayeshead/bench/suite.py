@@ -162,6 +162,15 @@ class SuiteConfig(StrictModel):
         run methods in another order): reports list the methods in this order."""
         return self._positions.get(name, [m.name for m in self.methods].index(name))
 
+    def updated(self, updates: dict[str, Any]) -> SuiteConfig:
+        """A validated copy with ``updates`` (e.g. seeds or sizes from the command line) that keeps
+        the method positions of the full suite (:meth:`method_position`)."""
+        if not updates:
+            return self
+        new = type(self).model_validate({**self.model_dump(), **updates})
+        new._positions = {**{m.name: i for i, m in enumerate(self.methods)}, **self._positions}
+        return new
+
     def data_formulation(self, task: str) -> str:
         """How ``task``'s data is built (:func:`~bayeshead.bench.data.qa_benchmark`): ``letter`` or ``options``."""
         return FORMULATIONS[self.formulation.get(task, "letter")][0]

@@ -253,7 +253,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.seeds:
         updates["seeds"] = args.seeds
     if updates:
-        suite = type(suite).model_validate({**suite.model_dump(), **updates})
+        suite = suite.updated(updates)
     overrides = _overrides(args)
     from bayeshead.cli.preflight import check_backbone, check_trust_remote_code
 
@@ -321,7 +321,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     if tune:
         updates["tune"] = {**suite.tune.model_dump(), **tune}
     if updates:
-        suite = type(suite).model_validate({**suite.model_dump(), **updates})
+        suite = suite.updated(updates)
     overrides = _overrides(args)
     for task in suite.tasks or [None]:  # every base config and space before the first trial
         for method in suite.methods:
@@ -355,7 +355,7 @@ def cmd_formulation(args: argparse.Namespace) -> int:
     suite = load_suite(_suite_name(args)).select_tasks(args.tasks)
     updates = {k: getattr(args, k) for k in ("n_train", "n_val", "n_test", "n_ood") if getattr(args, k) is not None}
     if updates:
-        suite = type(suite).model_validate({**suite.model_dump(), **updates})
+        suite = suite.updated(updates)
     if args.data or not suite.tasks:
         raise UsageError("bench formulation chooses between the formulations of QA tasks; give a suite with tasks:")
     data_dir = _data_dir(args)
