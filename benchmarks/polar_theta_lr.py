@@ -52,14 +52,16 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--ratios", type=float, nargs="+", default=[1.0, 4.0, 16.0, 64.0, 256.0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--method", default=METHOD, help=f"method of vbll-defaults.yaml (default {METHOD!r})")
     args = parser.parse_args()
 
     suite = load_suite("vbll-defaults")
-    method = next(m for m in suite.methods if m.name == METHOD)
+    method = next(m for m in suite.methods if m.name == args.method)
     data = corpora(args.genre, suite)
     args.out.mkdir(parents=True, exist_ok=True)
     log = args.out / "trials.jsonl"
-    done = {(r["corpus"], r["ratio"], r["seed"]): r for r in map(json.loads, log.read_text().splitlines())} if log.exists() else {}
+    records = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+    done = {(r["corpus"], r["ratio"], r["seed"]): r for r in records if r.get("method", METHOD) == args.method}
     for corpus, split in data.items():
         for ratio in args.ratios:
             for seed in args.seeds:
@@ -67,7 +69,7 @@ def main() -> None:
                     continue
                 config = method_config(suite, method, seed, [f"adapter.theta_lr_ratio={ratio!r}"])
                 outcome = run_trial(config, split, TuneConfig())
-                record = {"corpus": corpus, "ratio": ratio, "seed": seed, **outcome.metrics,
+                record = {"method": args.method, "corpus": corpus, "ratio": ratio, "seed": seed, **outcome.metrics,
                           "fit_seconds": round(outcome.fit_seconds, 1)}
                 record.pop("reliability", None)
                 done[(corpus, ratio, seed)] = record
