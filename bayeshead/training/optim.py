@@ -9,7 +9,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -23,24 +23,16 @@ if TYPE_CHECKING:
 __all__ = ["parameter_groups", "build_optimizer", "build_head_optimizer", "base_lr"]
 
 
-def _declared_geometry(module: nn.Module) -> dict[str, str]:
-    geometry: dict[str, str] = {}
+def _declared(module: nn.Module, attribute: str) -> dict[str, Any]:
+    """What the submodules' ``attribute()`` (``parameter_geometry``, ``parameter_lr_scale``)
+    declare, keyed by parameter name relative to ``module``."""
+    out: dict[str, Any] = {}
     for module_name, sub in module.named_modules():
-        declare = getattr(sub, "parameter_geometry", None)
+        declare = getattr(sub, attribute, None)
         if callable(declare):
-            for name, tag in declare().items():
-                geometry[f"{module_name}.{name}" if module_name else name] = tag
-    return geometry
-
-
-def _declared_lr_scale(module: nn.Module) -> dict[str, float]:
-    scale: dict[str, float] = {}
-    for module_name, sub in module.named_modules():
-        declare = getattr(sub, "parameter_lr_scale", None)
-        if callable(declare):
-            for name, factor in declare().items():
-                scale[f"{module_name}.{name}" if module_name else name] = float(factor)
-    return scale
+            for name, value in declare().items():
+                out[f"{module_name}.{name}" if module_name else name] = value
+    return out
 
 
 def parameter_groups(module: nn.Module, exclude: Iterable[nn.Parameter] = ()) -> list[ParamGroup]:
@@ -50,9 +42,9 @@ def parameter_groups(module: nn.Module, exclude: Iterable[nn.Parameter] = ()) ->
     form their own group carrying ``lr_scale``."""
     skip = {id(p) for p in exclude}
     named = [(n, p) for n, p in module.named_parameters() if id(p) not in skip]
-    scale = _declared_lr_scale(module)
+    scale = {name: float(f) for name, f in _declared(module, "parameter_lr_scale").items()}
     groups: list[ParamGroup] = []
-    for group in group_by_geometry(named, _declared_geometry(module)):
+    for group in group_by_geometry(named, _declared(module, "parameter_geometry")):
         factors = sorted({scale.get(name, 1.0) for name in group["names"]})
         for factor in factors:
             pairs = [(n, p) for n, p in zip(group["names"], group["params"], strict=True) if scale.get(n, 1.0) == factor]
