@@ -17,6 +17,12 @@ both corpora and the seeds becomes the default; a best ratio at the edge of the 
     python benchmarks/stsb_genre_files.py --out outputs/stsb_genre
     python benchmarks/polar_theta_lr.py --genre outputs/stsb_genre --out outputs/polar_theta_lr   # 20 fits, ~20 min
 
+The same check on a QA suite's tasks (the validation questions drawn from each task's training
+split, the suite's formulation), e.g. SmolLM2 with PoLAR on its top two blocks:
+
+    python benchmarks/polar_theta_lr.py --suite commonsense-cpu --tasks obqa arc_easy \
+        --method polar_vbll --ratios 1 64 --out outputs/polar_theta_lr_smollm2
+
 Each finished fit is appended to ``<out>/trials.jsonl``; a rerun skips the fits found there.
 """
 
@@ -27,7 +33,7 @@ import json
 import statistics
 from pathlib import Path
 
-from bayeshead.bench.data import file_benchmark, tweet_benchmark
+from bayeshead.bench.data import file_benchmark, qa_benchmark, tweet_benchmark
 from bayeshead.bench.runner import method_config
 from bayeshead.bench.suite import load_suite
 from bayeshead.bench.tune_config import TuneConfig
@@ -46,18 +52,33 @@ def corpora(genre_dir: Path, suite) -> dict[str, ValidationData]:  # noqa: ANN00
     return {"tweets": ValidationData.from_bench(tweets), "stsb_genre": ValidationData.from_bench(genre)}
 
 
+def qa_tasks(tasks: list[str], suite) -> dict[str, ValidationData]:  # noqa: ANN001
+    """Training and validation questions of each QA task in the suite's formulation (no OOD)."""
+    return {
+        task: ValidationData.from_bench(qa_benchmark(
+            task, n_train=suite.n_train, n_val=suite.n_val, n_test=suite.n_test, n_ood=0,
+            seed=suite.data_seed, formulation=suite.data_formulation(task),
+        ))
+        for task in tasks
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--genre", type=Path, required=True, help="folder written by stsb_genre_files.py")
+    parser.add_argument("--genre", type=Path, help="folder written by stsb_genre_files.py (vbll-defaults)")
+    parser.add_argument("--suite", default="vbll-defaults", help="suite whose method is fitted (default vbll-defaults)")
+    parser.add_argument("--tasks", nargs="+", help="QA tasks of --suite to use instead of tweets + genre")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--ratios", type=float, nargs="+", default=[1.0, 4.0, 16.0, 64.0, 256.0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    parser.add_argument("--method", default=METHOD, help=f"method of vbll-defaults.yaml (default {METHOD!r})")
+    parser.add_argument("--method", default=METHOD, help=f"method of the suite (default {METHOD!r})")
     args = parser.parse_args()
+    if not args.tasks and args.genre is None:
+        parser.error("give --genre (tweets + genre corpus) or --tasks (QA tasks of --suite)")
 
-    suite = load_suite("vbll-defaults")
+    suite = load_suite(args.suite)
     method = next(m for m in suite.methods if m.name == args.method)
-    data = corpora(args.genre, suite)
+    data = qa_tasks(args.tasks, suite) if args.tasks else corpora(args.genre, suite)
     args.out.mkdir(parents=True, exist_ok=True)
     log = args.out / "trials.jsonl"
     records = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
@@ -67,7 +88,8 @@ def main() -> None:
             for seed in args.seeds:
                 if (corpus, ratio, seed) in done:
                     continue
-                config = method_config(suite, method, seed, [f"adapter.theta_lr_ratio={ratio!r}"])
+                task = corpus if args.tasks else None
+                config = method_config(suite, method, seed, [f"adapter.theta_lr_ratio={ratio!r}"], task)
                 outcome = run_trial(config, split, TuneConfig())
                 record = {"method": args.method, "corpus": corpus, "ratio": ratio, "seed": seed, **outcome.metrics,
                           "fit_seconds": round(outcome.fit_seconds, 1)}
