@@ -122,3 +122,38 @@ def test_one_section_per_task(tmp_path):
     )
     assert "## Paired differences vs mle (obqa)" in text
     assert "## Paired differences vs mle (arc)" in text
+
+
+def _with_named_ood_sets(record, shift):
+    """A QA-style record: the OOD block split into two named sets; ``shift`` lowers the
+    confidence on the second set (a method that detects it better)."""
+    ood = record["per_example"].pop("ood")["confidence"]
+    half = len(ood) // 2
+    record["per_example"]["arc_easy"] = {"confidence": ood[:half]}
+    record["per_example"]["mmlu"] = {"confidence": [max(0.0, c - shift) for c in ood[half:]]}
+    return record
+
+
+def test_per_set_ood_section_matches_the_bootstrap_on_each_set(tmp_path):
+    from bayeshead.bench.report import paired_ood_sets
+
+    records = [_with_named_ood_sets(r, 0.3 if r["method"] == "vbll" else 0.0) for r in _suite(task="obqa")]
+    runs = _write(tmp_path, records)
+    base, diffs = paired_ood_sets(runs, n_boot=300)
+    assert base == "mle" and set(diffs) == {"vbll", "la"} and set(diffs["vbll"]) == {"arc_easy", "mmlu"}
+    # equal to the two-set bootstrap run by hand on the "mmlu" set
+    def as_single(run, name):
+        return {**run, "per_example": {"test": run["per_example"]["test"], "ood": run["per_example"][name]}}
+    by_hand = paired_differences_from_records(
+        [as_single(r, "mmlu") for r in runs if r["method"] == "vbll"],
+        [as_single(r, "mmlu") for r in runs if r["method"] == "mle"], n_boot=300,
+    )["ood_auroc_maxprob"]
+    got = diffs["vbll"]["mmlu"]
+    assert (got.estimate, got.low, got.high) == pytest.approx((by_hand.estimate, by_hand.low, by_hand.high))
+    assert got.estimate > 0.1 and got.excludes_zero()  # lowered OOD confidence: detected better
+    write_report(runs, tmp_path / "out", n_boot=300, figures=False)
+    body = (tmp_path / "out" / "results.md").read_text()
+    assert "## Paired OOD AUROC per OOD set vs mle (obqa)" in body and "| method | seeds | arc_easy | mmlu |" in body
+    # tweets-style runs (one unnamed OOD block) get no per-set section
+    (tmp_path / "plain").mkdir()
+    assert paired_ood_sets(_write(tmp_path / "plain", _suite()), n_boot=50) is None

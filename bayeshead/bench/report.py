@@ -10,7 +10,10 @@ When every run of a task stores its per-example test outputs (``record["per_exam
 report adds "Paired differences vs <baseline>": per method, the mean over shared seeds of
 metric(method) − metric(baseline) for ACC, ECE, NLL and OOD AUROC with a 95% paired percentile
 bootstrap interval over test (and OOD) examples (:func:`bayeshead.metrics.paired_bootstrap`);
-the baseline is the task's first trained method (zero-shot rows come first) unless named. Older run JSONs get no such section.
+the baseline is the task's first trained method (zero-shot rows come first) unless named. A QA
+task with labelled OOD sets also gets "Paired OOD AUROC per OOD set": Δ AUROC on each set, with
+the same bootstrap over test and that set's questions (:func:`paired_ood_sets`). Older run JSONs
+get no such sections.
 """
 
 from __future__ import annotations
@@ -39,6 +42,8 @@ __all__ = [
     "slug",
     "PAIRED_COLUMNS",
     "paired_differences",
+    "paired_ood_sets",
+    "paired_ood_table",
     "paired_table",
 ]
 
@@ -309,8 +314,42 @@ def paired_differences(
     return base, out
 
 
+def paired_ood_sets(
+    runs: Sequence[dict[str, Any]], baseline: str | None = None, **options: Any
+) -> tuple[str, dict[str, dict[str, Any]]] | None:
+    """Δ OOD AUROC against ``baseline`` for each named OOD set of one QA task's runs (the
+    ``per_example`` blocks besides ``test``, e.g. ``arc_easy`` scored by an OBQA model): the
+    bootstrap of :func:`paired_differences` with that set as the OOD examples, so test and OOD
+    questions are both resampled. ``(baseline, {method: {set: PairedDifference}})``, or None when
+    the runs lack per-example outputs or share no named OOD set."""
+    from bayeshead.metrics.paired import has_per_example
+
+    if not runs or not all(has_per_example(run) for run in runs):
+        return None
+    names = [k for k in runs[0]["per_example"] if k not in ("test", "ood")]
+    names = [k for k in names if all(isinstance(run["per_example"].get(k), dict) for run in runs)]
+    base, out = None, {}
+    for name in names:
+        view = [{**run, "per_example": {"test": run["per_example"]["test"], "ood": run["per_example"][name]}} for run in runs]
+        found = paired_differences(view, baseline, **options)
+        if found is None:
+            return None
+        base, differences = found
+        for method, diffs in differences.items():
+            if "ood_auroc_maxprob" in diffs:
+                out.setdefault(method, {})[name] = diffs["ood_auroc_maxprob"]
+    return (base, out) if base is not None and out else None
+
+
 def _signed(value: float, decimals: int) -> str:
     return f"{value:+.{decimals}f}".replace("-", "−")
+
+
+def _interval_cell(d: Any, decimals: int) -> str:
+    if d is None:
+        return "n/a"
+    star = "*" if d.excludes_zero() else ""
+    return f"{_signed(d.estimate, decimals)} [{_signed(d.low, decimals)}, {_signed(d.high, decimals)}]{star}"
 
 
 def paired_table(baseline: str, differences: dict[str, dict[str, Any]]) -> str:
@@ -327,16 +366,28 @@ def paired_table(baseline: str, differences: dict[str, dict[str, Any]]) -> str:
         "|---|---|" + "---:|" * len(columns),
     ]
     for method, diffs in differences.items():
-        cells = []
-        for key, _, decimals in columns:
-            d = diffs.get(key)
-            cells.append(
-                "n/a"
-                if d is None
-                else f"{_signed(d.estimate, decimals)} [{_signed(d.low, decimals)}, "
-                f"{_signed(d.high, decimals)}]{'*' if d.excludes_zero() else ''}"
-            )
+        cells = [_interval_cell(diffs.get(key), decimals) for key, _, decimals in columns]
         seeds = next(iter(diffs.values())).seeds if diffs else ()
+        lines.append(f"| {method} | {' '.join(map(str, seeds))} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def paired_ood_table(baseline: str, differences: dict[str, dict[str, Any]]) -> str:
+    """Markdown table of :func:`paired_ood_sets`: per method, Δ OOD AUROC on each named set."""
+    sets: list[str] = []
+    for diffs in differences.values():
+        sets += [name for name in diffs if name not in sets]
+    lines = [
+        f"Δ OOD AUROC (1 − max p; each OOD set against this task's test set), method − {baseline}, "
+        "mean over the seeds both share, 95% paired percentile bootstrap over test and OOD "
+        "examples; `*`: the interval excludes 0.",
+        "",
+        "| method | seeds | " + " | ".join(sets) + " |",
+        "|---|---|" + "---:|" * len(sets),
+    ]
+    for method, diffs in differences.items():
+        seeds = next(iter(diffs.values())).seeds if diffs else ()
+        cells = [_interval_cell(diffs.get(name), 3) for name in sets]
         lines.append(f"| {method} | {' '.join(map(str, seeds))} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -380,6 +431,9 @@ def write_report(
         paired[task] = found
         where = f" ({task})" if task else ""
         sections += [f"## Paired differences vs {found[0]}{where}", paired_table(*found)]
+        ood_sets = paired_ood_sets(task_runs, task_baseline, n_boot=n_boot)
+        if ood_sets is not None:
+            sections += [f"## Paired OOD AUROC per OOD set vs {ood_sets[0]}{where}", paired_ood_table(*ood_sets)]
     written["markdown"].write_text("\n\n".join(sections) + "\n", encoding="utf-8")
     if figures:
         from bayeshead.bench.plots import comparison_figure, reliability_diagram
