@@ -58,5 +58,4 @@ class PoLARLinear(LowRankAdapter):
 
     def parameter_lr_scale(self) -> dict[str, float]:
         """Θ at ``theta_lr_ratio`` times the optimizer's lr (U and V unscaled)."""
-        ratio = float(self.theta_lr_ratio)
-        return {} if ratio == 1.0 else {"theta": ratio}
+        return {} if self.theta_lr_ratio == 1.0 else {"theta": self.theta_lr_ratio}

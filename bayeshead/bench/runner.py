@@ -370,7 +370,6 @@ def changed_settings(recorded: dict[str, Any], config: ExperimentConfig, limit: 
     return out[:limit] + ([f"{len(out) - limit} more"] if len(out) > limit else [])
 
 
-
 def run_suite(
     suite: SuiteConfig,
     data: BenchData | Sequence[BenchData],

@@ -162,13 +162,16 @@ class SuiteConfig(StrictModel):
         run methods in another order): reports list the methods in this order."""
         return self._positions.get(name, [m.name for m in self.methods].index(name))
 
+    def _full_positions(self) -> dict[str, int]:
+        return {m.name: self.method_position(m.name) for m in self.methods}
+
     def updated(self, updates: dict[str, Any]) -> SuiteConfig:
         """A validated copy with ``updates`` (e.g. seeds or sizes from the command line) that keeps
         the method positions of the full suite (:meth:`method_position`)."""
         if not updates:
             return self
         new = type(self).model_validate({**self.model_dump(), **updates})
-        new._positions = {**{m.name: i for i, m in enumerate(self.methods)}, **self._positions}
+        new._positions = {**self._positions, **self._full_positions()}
         return new
 
     def data_formulation(self, task: str) -> str:
@@ -201,7 +204,7 @@ class SuiteConfig(StrictModel):
                 "tune": tune,
             }
         )
-        selected._positions = {m.name: self.method_position(m.name) for m in self.methods}
+        selected._positions = self._full_positions()
         return selected
 
     def select_tasks(self, names: list[str] | None) -> SuiteConfig:
