@@ -156,6 +156,18 @@ def test_seeded_and_deterministic():
     assert first["acc"].low != paired_bootstrap(a, b, n_boot=300, seed=10)["acc"].low
 
 
+
+def test_metric_subset_gives_the_same_intervals_and_only_those_metrics():
+    g = torch.Generator().manual_seed(7)
+    a, b = [_run(g, 120, m=40)], [_run(g, 120, 0.1, m=40)]
+    full = paired_bootstrap(a, b, n_boot=300, seed=2)
+    only = paired_bootstrap(a, b, n_boot=300, seed=2, metrics=["ood_auroc_maxprob", "nll"])
+    assert set(only) == {"ood_auroc_maxprob", "nll"}
+    assert only["ood_auroc_maxprob"] == full["ood_auroc_maxprob"] and only["nll"] == full["nll"]
+    for bad in (["brier"], []):
+        with pytest.raises(ValueError, match="non-empty subset"):
+            paired_bootstrap(a, b, n_boot=10, metrics=bad)
+
 def _record(seed, run):
     per_example = {
         "test": {

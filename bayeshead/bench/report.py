@@ -331,7 +331,7 @@ def paired_ood_sets(
     base, out = None, {}
     for name in names:
         view = [{**run, "per_example": {"test": run["per_example"]["test"], "ood": run["per_example"][name]}} for run in runs]
-        found = paired_differences(view, baseline, **options)
+        found = paired_differences(view, baseline, metrics=("ood_auroc_maxprob",), **options)
         if found is None:
             return None
         base, differences = found

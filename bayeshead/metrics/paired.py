@@ -181,18 +181,33 @@ class _Prepared:
 
 
 def _seed_difference(
-    a: _Prepared, b: _Prepared, id_w: Tensor, ood_w: Tensor | None
+    a: _Prepared, b: _Prepared, id_w: Tensor, ood_w: Tensor | None, metrics: frozenset[str]
 ) -> dict[str, Tensor]:
-    """metric(a) − metric(b) for each row of multiplicities (ACC and NLL are linear in them)."""
+    """metric(a) − metric(b) for each row of multiplicities (ACC and NLL are linear in them),
+    for the keys in ``metrics``."""
     n = float(a.run.n)
-    out = {
-        "acc": id_w @ (a.run.correct - b.run.correct) / n,
-        "nll": id_w @ (a.run.nll - b.run.nll) / n,
-        "ece": a.ece(id_w) - b.ece(id_w),
-    }
-    if a.auroc is not None and b.auroc is not None and ood_w is not None:
+    out = {}
+    if "acc" in metrics:
+        out["acc"] = id_w @ (a.run.correct - b.run.correct) / n
+    if "nll" in metrics:
+        out["nll"] = id_w @ (a.run.nll - b.run.nll) / n
+    if "ece" in metrics:
+        out["ece"] = a.ece(id_w) - b.ece(id_w)
+    if "ood_auroc_maxprob" in metrics and a.auroc is not None and b.auroc is not None and ood_w is not None:
         out["ood_auroc_maxprob"] = a.auroc(id_w, ood_w) - b.auroc(id_w, ood_w)
     return out
+
+
+def _metric_set(metrics: Sequence[str] | None) -> frozenset[str]:
+    if metrics is None:
+        return frozenset(PAIRED_METRICS)
+    unknown = [m for m in metrics if m not in PAIRED_METRICS]
+    if unknown or not metrics:
+        raise ValueError(
+            f"paired_bootstrap metrics must be a non-empty subset of {list(PAIRED_METRICS)}, got "
+            f"{list(metrics)}; leave metrics=None for all of them"
+        )
+    return frozenset(metrics)
 
 
 def _check_runs(
@@ -225,6 +240,7 @@ def paired_bootstrap(
     n_bins: int = 15,
     resample_seeds: bool = False,
     seeds: Sequence[int] | None = None,
+    metrics: Sequence[str] | None = None,
 ) -> dict[str, PairedDifference]:
     """Paired percentile-bootstrap intervals of metric(method) − metric(baseline).
 
@@ -232,11 +248,14 @@ def paired_bootstrap(
     same order (and the same M OOD examples). Returns a :class:`PairedDifference` per metric in
     :data:`PAIRED_METRICS`; OOD AUROC only when every run has ``ood_confidence`` of one length.
     Seeded: the same inputs and ``seed`` give the same intervals. ``seeds`` only labels the
-    result (default 0, 1, …)."""
+    result (default 0, 1, …). ``metrics`` restricts the computation to a subset of
+    :data:`PAIRED_METRICS` (default all); the resampled indices do not depend on it, so a
+    metric's interval is the same whether or not the others are computed."""
     if n_boot < 2:
         raise ValueError(f"n_boot must be >= 2, got {n_boot}; use about 2000 for 95% intervals")
     if not 0.0 < confidence_level < 1.0:
         raise ValueError(f"confidence_level must lie in (0, 1), got {confidence_level}")
+    wanted = _metric_set(metrics)
     n, m = _check_runs(method, baseline)
     n_seeds = len(method)
     pairs = [
@@ -249,7 +268,7 @@ def paired_bootstrap(
     def mean_difference(id_w: Tensor, ood_w: Tensor | None, seed_w: Tensor) -> dict[str, Tensor]:
         total: dict[str, Tensor] = {}
         for s, (a, b) in enumerate(pairs):
-            for key, value in _seed_difference(a, b, id_w, ood_w).items():
+            for key, value in _seed_difference(a, b, id_w, ood_w, wanted).items():
                 total[key] = total.get(key, 0.0) + seed_w[:, s] * value
         return {key: value / seed_w.sum(1) for key, value in total.items()}
 
