@@ -119,6 +119,9 @@ def test_suite_tasks_are_validated_and_selected():
     suite = SuiteConfig(name="s", methods=methods, tasks=["obqa", "arc_easy"], ood_tasks={"obqa": ["arc_challenge"]})
     picked = suite.select_tasks(["arc_easy"])
     assert picked.tasks == ["arc_easy"] and picked.ood_tasks == {}
+    # the selected task keeps its place in the full suite, also through updated() (CLI seeds)
+    assert picked.task_position("arc_easy") == 1
+    assert picked.updated({"seeds": [3]}).task_position("arc_easy") == 1
     with pytest.raises(ConfigError, match="unknown task"):
         suite.select_tasks(["boolq"])
 
@@ -249,9 +252,12 @@ def test_bench_run_and_report_on_qa_tasks(tmp_path, capsys):
     rebuilt = (tmp_path / "again" / "results.md").read_text()
     assert rebuilt == report
     capsys.readouterr()
+    (out / "runs/obqa/mle--seed0.json").unlink()  # rerun under --tasks: keeps OBQA's place in the suite
     assert main(["bench", "--suite", str(suite), "--data-dir", str(DATA), "--out", str(out), "--resume",
                  "--tasks", "obqa", "--no-figures"]) == 0
-    assert capsys.readouterr().out.count(": kept ") == 2
+    assert capsys.readouterr().out.count(": kept ") == 1
+    rerun = json.loads((out / "runs/obqa/mle--seed0.json").read_text())
+    assert rerun["suite_position"] == {"task": 1, "method": 0}
 
 
 def test_bench_run_refuses_tasks_not_in_the_suite(tmp_path, capsys):

@@ -268,7 +268,7 @@ def run_record(
         "method": method,
         "method_kind": method_kind,
         "suite_position": {
-            "task": suite.tasks.index(data.task) if data.task in suite.tasks else 0,
+            "task": suite.task_position(data.task) if data.task in suite.tasks else 0,
             "method": method_position,
         },
         "config": config.model_dump(mode="json"),

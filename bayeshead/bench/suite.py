@@ -162,16 +162,28 @@ class SuiteConfig(StrictModel):
         run methods in another order): reports list the methods in this order."""
         return self._positions.get(name, [m.name for m in self.methods].index(name))
 
+    _task_positions: dict[str, int] = PrivateAttr(default_factory=dict)
+
+    def task_position(self, task: str) -> int:
+        """The place of QA task ``task`` in the full suite (kept through :meth:`select_tasks` and
+        :meth:`updated`): reports list the tasks in this order."""
+        return self._task_positions.get(task, self.tasks.index(task))
+
     def _full_positions(self) -> dict[str, int]:
         return {m.name: self.method_position(m.name) for m in self.methods}
 
+    def _full_task_positions(self) -> dict[str, int]:
+        return {task: self.task_position(task) for task in self.tasks}
+
     def updated(self, updates: dict[str, Any]) -> SuiteConfig:
         """A validated copy with ``updates`` (e.g. seeds or sizes from the command line) that keeps
-        the method positions of the full suite (:meth:`method_position`)."""
+        the method and task positions of the full suite (:meth:`method_position`,
+        :meth:`task_position`)."""
         if not updates:
             return self
         new = type(self).model_validate({**self.model_dump(), **updates})
         new._positions = {**self._positions, **self._full_positions()}
+        new._task_positions = {**self._task_positions, **self._full_task_positions()}
         return new
 
     def data_formulation(self, task: str) -> str:
@@ -208,18 +220,21 @@ class SuiteConfig(StrictModel):
         return selected
 
     def select_tasks(self, names: list[str] | None) -> SuiteConfig:
-        """The suite restricted to the QA tasks ``names``; unknown names are errors."""
+        """The suite restricted to the QA tasks ``names`` (each keeps its place in the full suite,
+        :meth:`task_position`); unknown names are errors."""
         if not names:
             return self
         unknown = [n for n in names if n not in self.tasks]
         if unknown:
             raise ConfigError(f"unknown task(s) {unknown}; the suite {self.name!r} has {self.tasks}")
-        return self.model_copy(
+        selected = self.model_copy(
             update={
                 "tasks": [t for t in self.tasks if t in names],
                 "ood_tasks": {k: v for k, v in self.ood_tasks.items() if k in names},
             }
         )
+        selected._task_positions = self._full_task_positions()
+        return selected
 
 
 _LORA = ["adapter.kind=lora"]
