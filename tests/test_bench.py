@@ -148,6 +148,15 @@ def test_bring_your_own_data_end_to_end(tmp_path, capsys):
     assert json.loads((out / "runs" / "lora+mle--seed1.json").read_text())["config"]["head"]["weight_decay"] == 0.5
     assert main(["report", str(out / "runs"), "--out", str(tmp_path / "report"), "--no-figures"]) == 0
     assert (tmp_path / "report" / "results.csv").is_file()
+    assert "Paired differences vs lora+mle" in (tmp_path / "report" / "results.md").read_text()
+    # --baseline names the method the paired differences are taken against
+    assert main(["report", str(out / "runs"), "--out", str(tmp_path / "report"), "--no-figures",
+                 "--baseline", "polar+vbll"]) == 0
+    paired = (tmp_path / "report" / "results.md").read_text()
+    assert "Paired differences vs polar+vbll" in paired and "Paired differences vs lora+mle" not in paired
+    assert "| lora+mle |" in paired.split("Paired differences vs polar+vbll")[1]
+    assert main(["report", str(out / "runs"), "--out", str(tmp_path / "report"), "--baseline", "blob"]) == 2
+    assert "baseline 'blob' is not a method of these runs" in capsys.readouterr().err
 
 
 def _record(method, seed, acc, nll, counts, conf, correct):

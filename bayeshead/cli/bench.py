@@ -132,6 +132,11 @@ def add_report_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("runs", help="folder holding run JSONs (searched recursively)")
     p.add_argument("--out", help="where to write the report (default: the runs folder)")
     p.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
+    p.add_argument(
+        "--baseline",
+        metavar="METHOD",
+        help="the method every paired difference is taken against (default: each task's first trained method)",
+    )
     p.set_defaults(func=cmd_report)
 
 
@@ -301,9 +306,9 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     try:
         runs = load_runs(args.runs)
+        written = write_report(runs, Path(args.out or args.runs), figures=not args.no_figures, baseline=args.baseline)
     except ValueError as err:
         raise UsageError(str(err)) from None
-    written = write_report(runs, Path(args.out or args.runs), figures=not args.no_figures)
     print(markdown_table(aggregate(runs)))
     print(f"wrote {written['markdown']} and {written['csv']}")
     return 0
