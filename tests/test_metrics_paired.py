@@ -156,7 +156,6 @@ def test_seeded_and_deterministic():
     assert first["acc"].low != paired_bootstrap(a, b, n_boot=300, seed=10)["acc"].low
 
 
-
 def test_metric_subset_gives_the_same_intervals_and_only_those_metrics():
     g = torch.Generator().manual_seed(7)
     a, b = [_run(g, 120, m=40)], [_run(g, 120, 0.1, m=40)]
@@ -167,6 +166,7 @@ def test_metric_subset_gives_the_same_intervals_and_only_those_metrics():
     for bad in (["brier"], []):
         with pytest.raises(ValueError, match="non-empty subset"):
             paired_bootstrap(a, b, n_boot=10, metrics=bad)
+
 
 def _record(seed, run):
     per_example = {
