@@ -70,6 +70,37 @@ def test_suite_selection_and_files(tmp_path):
         load_suite("nonexistent")
 
 
+def test_suite_file_extends_another_and_replaces_whole_fields(tmp_path):
+    (tmp_path / "base.yaml").write_text(
+        "name: base\nbase: [training.epochs=2]\nseeds: [0, 1]\nn_train: 50\n"
+        "methods:\n  - {name: lora+mle, overrides: [adapter.kind=lora]}\n  - {name: polar+vbll, overrides: [adapter.kind=polar]}\n"
+    )
+    (tmp_path / "child.yaml").write_text("extends: base.yaml\nname: child\nseeds: [5]\n")
+    (tmp_path / "grandchild.yaml").write_text(
+        "extends: child.yaml\nname: grandchild\nmethods:\n  - {name: lora+map, overrides: [adapter.kind=lora]}\n"
+    )
+    child, grandchild = load_suite(str(tmp_path / "child.yaml")), load_suite(str(tmp_path / "grandchild.yaml"))
+    assert (child.name, child.seeds, child.n_train, child.base) == ("child", [5], 50, ["training.epochs=2"])
+    assert [m.name for m in child.methods] == ["lora+mle", "polar+vbll"]
+    assert grandchild.seeds == [5] and [m.name for m in grandchild.methods] == ["lora+map"]  # a list is replaced whole
+    assert load_suite(str(_write(tmp_path / "q.yaml", "extends: quick\nname: q\nseeds: [7]\n"))).methods == QUICK.methods
+    _write(tmp_path / "a.yaml", "extends: b.yaml\nname: a\n")
+    _write(tmp_path / "b.yaml", "extends: a.yaml\nname: b\n")
+    with pytest.raises(ConfigError, match="cycle"):
+        load_suite(str(tmp_path / "a.yaml"))
+    with pytest.raises(ConfigError, match="extends 'missing.yaml'"):
+        load_suite(str(_write(tmp_path / "m.yaml", "extends: missing.yaml\nname: m\n")))
+    # the ARC-E supplement differs from the grid in exactly the fields it names
+    grid, supplement = load_suite("commonsense-cpu").model_dump(), load_suite("commonsense-cpu-arc-easy-lm-score").model_dump()
+    assert {k for k in grid if grid[k] != supplement[k]} == {"name", "description", "tasks", "ood_tasks", "formulation"}
+    assert supplement["formulation"] == {"arc_easy": "options_lm_score"}
+
+
+def _write(path, text):
+    path.write_text(text)
+    return path
+
+
 @pytest.mark.parametrize(
     "case, content, message",
     [

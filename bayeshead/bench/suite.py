@@ -337,7 +337,35 @@ def load_suite(name_or_path: str) -> SuiteConfig:
                 f"those of {BENCHMARK_DIRS[0]}/ ({', '.join(_named_suites()) or 'none here'}); or give a YAML file"
             )
         path = found
-    return SuiteConfig.model_validate(read_config_file(path))
+    return SuiteConfig.model_validate(_suite_fields(path))
+
+
+def _suite_fields(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """The fields of suite file ``path``. A file that says ``extends: <suite>`` (a built-in suite,
+    a suite file of ``benchmarks/`` by bare name, or a path relative to the file) takes every field
+    of that suite and replaces the ones it lists itself (whole fields: a ``methods`` or ``base``
+    given here is the whole list)."""
+    path = path.resolve()
+    if path in chain:
+        cycle = " -> ".join(p.name for p in (*chain, path))
+        raise ConfigError(f"suite files extend each other in a cycle ({cycle}); remove one 'extends'")
+    fields = read_config_file(path)
+    parent = fields.pop("extends", None)
+    if parent is None:
+        return fields
+    if not isinstance(parent, str):
+        raise ConfigError(f"{path.name}: 'extends' names one suite, got {parent!r}")
+    if parent in SUITES:
+        inherited = SUITES[parent].model_dump(mode="json")
+    else:
+        found = _suite_file(parent) if not Path(parent).suffix else path.parent / parent
+        if found is None or not found.is_file():
+            raise ConfigError(
+                f"{path.name} extends {parent!r}, which is neither a built-in suite ({sorted(SUITES)}) nor a "
+                f"suite file of {BENCHMARK_DIRS[0]}/ nor a file beside {path.name}"
+            )
+        inherited = _suite_fields(found, (*chain, path))
+    return {**inherited, **fields}
 
 
 def _named_suites() -> list[str]:
