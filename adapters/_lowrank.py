@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from bayeshead.adapters.base import Adapter
 from bayeshead.adapters.config import AdapterConfig
+from bayeshead.errors import InputTypeError, UserInputError
 
 __all__ = ["LowRankAdapter", "is_conv1d", "is_linear_like", "linear_shape", "factor_dtype"]
 
@@ -41,7 +42,7 @@ def linear_shape(module: nn.Module) -> tuple[int, int]:
     if is_conv1d(module):
         n, m = module.weight.shape
         return int(m), int(n)
-    raise TypeError(
+    raise InputTypeError(
         f"adapters wrap nn.Linear or transformers Conv1D layers, got {type(module).__name__}; "
         "choose target_modules that name linear layers"
     )
@@ -63,7 +64,7 @@ class LowRankAdapter(Adapter):
         out_features, in_features = linear_shape(base_layer)
         rank = int(config.rank)
         if rank > min(out_features, in_features):
-            raise ValueError(
+            raise UserInputError(
                 f"{type(self).__name__}: rank r={rank} exceeds min(out, in) = "
                 f"min({out_features}, {in_features}) = {min(out_features, in_features)} of "
                 f"{type(base_layer).__name__}; use rank <= {min(out_features, in_features)}"

@@ -58,6 +58,7 @@ from torch import Tensor, nn
 from bayeshead.adapters._lowrank import LowRankAdapter
 from bayeshead.adapters.config import LoRAConfig
 from bayeshead.adapters.lora import LoRALinear
+from bayeshead.errors import InputTypeError, UserInputError
 from bayeshead.manifolds.geometry import Geometry
 
 __all__ = [
@@ -72,7 +73,7 @@ __all__ = [
 def _check_positive(name: str, value: float) -> float:
     value = float(value)
     if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"BayesianLoRALinear: {name} must be a positive finite number, got {value}")
+        raise UserInputError(f"BayesianLoRALinear: {name} must be a positive finite number, got {value}")
     return value
 
 
@@ -150,12 +151,12 @@ class BayesianLoRALinear(LoRALinear):
         random draw). The new module's outputs equal ``lora``'s while ``sampling`` is off.
         Refuses a merged ``lora`` and adapters that are not LoRA (PoLAR)."""
         if not isinstance(lora, LoRALinear):
-            raise TypeError(
+            raise InputTypeError(
                 f"BayesianLoRALinear.from_lora needs a LoRALinear, got {type(lora).__name__}; "
                 "only LoRA adapters (a Gaussian on A, B·A updates) can be Bayesianized this way"
             )
         if lora.merged:
-            raise ValueError(
+            raise UserInputError(
                 "BayesianLoRALinear.from_lora: the LoRA adapter is merged into its base weight; "
                 "call unmerge() first (the mean M must stay a separate factor)"
             )
@@ -193,12 +194,12 @@ class BayesianLoRALinear(LoRALinear):
         try:
             target = torch.broadcast_to(target, self.lora_A_rho.shape)
         except RuntimeError:
-            raise ValueError(
+            raise UserInputError(
                 f"set_std: σ of shape {tuple(target.shape)} does not broadcast to A's shape "
                 f"{tuple(self.lora_A_rho.shape)} (rank × in_features)"
             ) from None
         if not bool(torch.isfinite(target).all()) or bool((target < 0).any()):
-            raise ValueError("set_std: σ must be finite and ≥ 0 everywhere")
+            raise UserInputError("set_std: σ must be finite and ≥ 0 everywhere")
         self.lora_A_rho.copy_(target.sqrt().to(self.lora_A_rho.dtype))
         self.lora_A_rho.requires_grad_(bool(trainable))
 
@@ -267,7 +268,7 @@ def bayesian_lora_modules(model: nn.Module) -> dict[str, BayesianLoRALinear]:
 def _require_bayesian(model: nn.Module, what: str) -> dict[str, BayesianLoRALinear]:
     modules = bayesian_lora_modules(model)
     if not modules:
-        raise ValueError(
+        raise UserInputError(
             f"{what}: {type(model).__name__} holds no BayesianLoRALinear module; inject LoRA "
             "adapters and call bayeshead.adapters.bayesianize_lora(model) first"
         )
@@ -293,21 +294,21 @@ def bayesianize_lora(
     adapters = adapter_modules(model)
     other = [f"{n} ({type(a).__name__})" for n, a in adapters.items() if not isinstance(a, LoRALinear)]
     if other:
-        raise ValueError(
+        raise UserInputError(
             f"bayesianize_lora: the model holds adapters that are not LoRA: {', '.join(other[:10])}. "
             "BLoB/TFB put a Gaussian on LoRA's A factor; inject adapter kind 'lora' instead"
         )
     targets = {n: a for n, a in adapters.items() if not isinstance(a, BayesianLoRALinear)}
     if not targets:
         already = [n for n in adapters]
-        raise ValueError(
+        raise UserInputError(
             "bayesianize_lora: no plain LoRA adapter to Bayesianize"
             + (f"; these are Bayesian already: {', '.join(already[:10])}" if already else
                f"; {type(model).__name__} holds no adapters (inject_adapters with kind 'lora' first)")
         )
     merged = [n for n, a in targets.items() if a.merged]
     if merged:
-        raise ValueError(
+        raise UserInputError(
             f"bayesianize_lora: merged LoRA adapters {', '.join(merged[:10])}; call "
             "bayeshead.adapters.unmerge_adapters(model) first"
         )

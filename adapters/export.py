@@ -14,6 +14,7 @@ from pathlib import Path
 from torch import nn
 
 from bayeshead.adapters.modules import adapter_modules, unload_adapters
+from bayeshead.errors import InputTypeError, UserInputError
 
 __all__ = ["export_merged"]
 
@@ -24,12 +25,12 @@ def export_merged(model: nn.Module, directory: str | Path, **save_kwargs: object
     ``save_kwargs`` go to ``save_pretrained`` (``safe_serialization`` is always on).
     Returns the directory."""
     if not hasattr(model, "save_pretrained"):
-        raise TypeError(
+        raise InputTypeError(
             f"export_merged needs a transformers PreTrainedModel (with save_pretrained), got "
             f"{type(model).__name__}; pass the Hugging Face model that holds the adapters"
         )
     if not adapter_modules(model):
-        raise ValueError("the model holds no adapters; save it with model.save_pretrained instead")
+        raise UserInputError("the model holds no adapters; save it with model.save_pretrained instead")
     plain = unload_adapters(copy.deepcopy(model), merge=True)
     for param in plain.parameters():
         param.requires_grad_(True)

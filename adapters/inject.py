@@ -57,28 +57,28 @@ def check_layer_options(config: AdapterConfig) -> None:
     chosen = getattr(config, "layers_to_transform", None)
     top = getattr(config, "top_layers", None)
     if chosen is not None and top is not None:
-        raise ValueError(
+        raise UserInputError(
             f"layers_to_transform={chosen!r} and top_layers={top!r} are both set; choose one "
             "(top_layers=k is layers_to_transform=[n-k, ..., n-1] for a model with n blocks)"
         )
     indices = [chosen] if isinstance(chosen, int) else list(chosen or [])
     if chosen is not None and not indices:
-        raise ValueError(
+        raise UserInputError(
             "layers_to_transform=[] selects no block; list block indices (0 = the first block) or "
             "set it to null to adapt every block"
         )
     negative = [i for i in indices if i < 0]
     if negative:
-        raise ValueError(
+        raise UserInputError(
             f"layers_to_transform has negative block indices {negative}; blocks count from 0 "
             "(the first block); to adapt the last k blocks use top_layers=k"
         )
     if top is not None and top < 1:
-        raise ValueError(f"top_layers must be >= 1, got {top}; for k = 0 leave the adapter out (adapter: null)")
+        raise UserInputError(f"top_layers must be >= 1, got {top}; for k = 0 leave the adapter out (adapter: null)")
     if isinstance(config.target_modules, str) and config.target_modules != "all-linear" and (
         chosen is not None or top is not None
     ):
-        raise ValueError(
+        raise UserInputError(
             f"layers_to_transform/top_layers need target_modules as a list of name suffixes or "
             f'"all-linear", got the regular expression {config.target_modules!r} (as in PEFT); put the '
             "block indices into the regex instead, or pass suffixes"
@@ -95,21 +95,21 @@ def selected_layers(model: nn.Module, config: AdapterConfig) -> set[int] | None:
         return None
     n = num_blocks(model)
     if n == 0:
-        raise ValueError(
+        raise UserInputError(
             f"layers_to_transform/top_layers were given but {type(model).__name__} has no module named "
             "like '...layers.<i>...', '...layer.<i>...', '...h.<i>...' or '...blocks.<i>...'; "
             "leave both unset for this model"
         )
     if top is not None:
         if top > n:
-            raise ValueError(
+            raise UserInputError(
                 f"top_layers={top} but {type(model).__name__} has {n} blocks; choose 1 <= top_layers <= {n}"
             )
         return set(range(n - top, n))
     indices = {chosen} if isinstance(chosen, int) else set(chosen)
     beyond = sorted(i for i in indices if i >= n)
     if beyond:
-        raise ValueError(
+        raise UserInputError(
             f"layers_to_transform has block indices {beyond} but {type(model).__name__} has {n} blocks "
             f"(indices 0..{n - 1}); drop them or use top_layers"
         )
@@ -203,7 +203,7 @@ def inject_adapters(model: nn.Module, config: AdapterConfig) -> list[str]:
     already holds adapters, or when the rank exceeds a layer's min(out, in)."""
     existing = [p[:-1] for p in _adapter_prefixes(model)]
     if existing:
-        raise ValueError(
+        raise UserInputError(
             f"the model already holds adapters at {_short_list(existing)}; inject once, or call "
             "bayeshead.adapters.unload_adapters(model) first"
         )

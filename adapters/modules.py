@@ -7,6 +7,7 @@ import torch
 from torch import Tensor, nn
 
 from bayeshead.adapters.base import Adapter
+from bayeshead.errors import UserInputError
 
 __all__ = [
     "adapter_modules",
@@ -55,7 +56,7 @@ def load_adapter_state_dict(model: nn.Module, state: dict[str, Tensor]) -> None:
     expected: dict[str, nn.Parameter] = {}
     for name, adapter in adapter_modules(model).items():
         if adapter.merged:
-            raise ValueError(f"adapter {name!r} is merged; call unmerge_adapters(model) before loading")
+            raise UserInputError(f"adapter {name!r} is merged; call unmerge_adapters(model) before loading")
         for pname, param in _own_parameters(adapter).items():
             expected[f"{name}.{pname}" if name else pname] = param
     missing = sorted(set(expected) - set(state))
@@ -66,7 +67,7 @@ def load_adapter_state_dict(model: nn.Module, state: dict[str, Tensor]) -> None:
         if tuple(state[k].shape) != tuple(expected[k].shape)
     ]
     if missing or unexpected or wrong:
-        raise ValueError(
+        raise UserInputError(
             "adapter state does not fit the model's adapters: "
             f"missing {missing[:10]}, unexpected {unexpected[:10]}, shape mismatches {wrong[:10]}. "
             "Inject the same adapter kind, rank and target_modules as when it was saved."

@@ -25,6 +25,7 @@ from bayeshead.adapters._lowrank import linear_shape
 from bayeshead.adapters.config import LoRAConfig
 from bayeshead.adapters.inject import inject_adapters
 from bayeshead.adapters.modules import adapter_modules
+from bayeshead.errors import UserInputError
 
 __all__ = ["load_peft_lora", "read_peft_config"]
 
@@ -51,7 +52,7 @@ def read_peft_config(directory: str | Path) -> dict[str, Any]:
     if cfg.get("layers_to_transform") is not None:
         problems.append("layers_to_transform is set")
     if problems:
-        raise ValueError(
+        raise UserInputError(
             f"cannot import the PEFT adapter in {str(directory)!r} as plain LoRA: "
             + "; ".join(problems)
             + ". Merge it with PEFT (merge_and_unload) and load the merged model instead."
@@ -89,15 +90,15 @@ def load_peft_lora(model: nn.Module, directory: str | Path) -> list[str]:
     for key, tensor in tensors.items():
         match = _KEY.match(key)
         if match is None:
-            raise ValueError(f"unexpected key {key!r} in {weights_path.name}: not a LoRA A/B weight")
+            raise UserInputError(f"unexpected key {key!r} in {weights_path.name}: not a LoRA A/B weight")
         by_module.setdefault(match["module"], {})[match["which"]] = tensor
     incomplete = [m for m, ab in by_module.items() if set(ab) != {"A", "B"}]
     if incomplete:
-        raise ValueError(f"LoRA weights lack lora_A or lora_B for modules {sorted(incomplete)[:10]}")
+        raise UserInputError(f"LoRA weights lack lora_A or lora_B for modules {sorted(incomplete)[:10]}")
     resolved = {m: _resolve(model, m) for m in by_module}
     missing = sorted(m for m, r in resolved.items() if r is None)
     if missing:
-        raise ValueError(
+        raise UserInputError(
             f"the PEFT adapter adapts modules that {type(model).__name__} does not have: "
             f"{missing[:10]}; load it into the same architecture it was trained on"
         )
@@ -120,7 +121,7 @@ def load_peft_lora(model: nn.Module, directory: str | Path) -> list[str]:
                 f"({rank}, {n}) / ({m}, {rank})"
             )
     if wrong:
-        raise ValueError(
+        raise UserInputError(
             f"PEFT LoRA shapes do not fit the model (r={rank} from adapter_config.json): "
             + "; ".join(wrong[:10])
             + ". Check that the base model and adapter_config.json match the adapter weights."

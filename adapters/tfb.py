@@ -37,6 +37,7 @@ import torch
 from torch import Tensor
 
 from bayeshead.adapters.lora import LoRALinear
+from bayeshead.errors import InputTypeError, UserInputError
 
 __all__ = ["tfb_factors", "tfb_std"]
 
@@ -50,9 +51,9 @@ def tfb_factors(lora: LoRALinear) -> tuple[Tensor, Tensor, Tensor]:
     :class:`~bayeshead.adapters.bayesian_lora.BayesianLoRALinear`, A is its mean M.
     Refuses a merged adapter (its factors would be folded into the base weight twice)."""
     if not isinstance(lora, LoRALinear):
-        raise TypeError(f"tfb_factors needs a LoRALinear, got {type(lora).__name__}")
+        raise InputTypeError(f"tfb_factors needs a LoRALinear, got {type(lora).__name__}")
     if lora.merged:
-        raise ValueError("tfb_factors: the LoRA adapter is merged; call unmerge() first")
+        raise UserInputError("tfb_factors: the LoRA adapter is merged; call unmerge() first")
     a = lora.lora_A.detach().to(torch.float64)
     b = lora.lora_B.detach().to(torch.float64)
     u, d, vh = torch.linalg.svd(b, full_matrices=False)  # b (m, r): u (m, r), d (r,), vh (r, r)
@@ -74,14 +75,14 @@ def tfb_std(d: Tensor, beta: float, in_features: int, *, rtol: float | None = No
     module docstring; rtol = r·eps(d.dtype) by default). dtype/device of ``d``; β ≥ 0 (β = 0
     gives σ = 0, the deterministic LoRA)."""
     if d.dim() != 1:
-        raise ValueError(f"tfb_std: d must be the 1-D vector of singular values, got shape {tuple(d.shape)}")
+        raise UserInputError(f"tfb_std: d must be the 1-D vector of singular values, got shape {tuple(d.shape)}")
     beta = float(beta)
     if not (math.isfinite(beta) and beta >= 0):
-        raise ValueError(f"tfb_std: beta must be finite and >= 0, got {beta}")
+        raise UserInputError(f"tfb_std: beta must be finite and >= 0, got {beta}")
     if int(in_features) <= 0:
-        raise ValueError(f"tfb_std: in_features must be positive, got {in_features}")
+        raise UserInputError(f"tfb_std: in_features must be positive, got {in_features}")
     if not bool(torch.isfinite(d).all()) or bool((d < 0).any()):
-        raise ValueError("tfb_std: singular values d must be finite and >= 0")
+        raise UserInputError("tfb_std: singular values d must be finite and >= 0")
     dtype = d.dtype if d.is_floating_point() else torch.float64
     d64 = d.to(torch.float64)
     if rtol is None:

@@ -12,6 +12,13 @@ from typing import Any
 
 __version__ = "0.1.0"
 
+from bayeshead.errors import (
+    BayesheadError,
+    InputTypeError,
+    NotFittedError,
+    UsageError,
+    UserInputError,
+)
 from bayeshead.registry import (
     ADAPTERS,
     HEADS,
@@ -36,7 +43,13 @@ _LAZY = {
     "TextDataset": "bayeshead.data",
 }
 
-__all__ = ["ADAPTERS", "HEADS", "OPTIMIZERS", "TASKS", "REGISTRIES", "Registry", "RegistryError", "__version__", *_LAZY]
+__all__ = [
+    "BayesheadError",
+    "UserInputError",
+    "InputTypeError",
+    "UsageError",
+    "NotFittedError",
+    "ADAPTERS", "HEADS", "OPTIMIZERS", "TASKS", "REGISTRIES", "Registry", "RegistryError", "__version__", *_LAZY]
 
 
 def __getattr__(name: str) -> Any:

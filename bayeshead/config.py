@@ -80,7 +80,7 @@ def resolve_component(registry: Registry, value: Any, default_kind: str | None =
     if value is None or isinstance(value, ComponentConfig):
         return value
     if not isinstance(value, Mapping):
-        raise ValueError(
+        raise UserInputError(
             f"expected a mapping with a 'kind' key naming one of the {registry.family} "
             f"({', '.join(registry.names())}), got {type(value).__name__}: {value!r}"
         )
@@ -89,15 +89,15 @@ def resolve_component(registry: Registry, value: Any, default_kind: str | None =
         value["kind"] = default_kind
     kind = value.get("kind")
     if not isinstance(kind, str):
-        raise ValueError(
+        raise UserInputError(
             f"missing 'kind': name one of the {registry.family}: {', '.join(registry.names())}"
         )
     try:
         config_cls = registry.config_class(kind)
     except RegistryError as err:
-        raise ValueError(str(err)) from None
+        raise UserInputError(str(err)) from None
     if config_cls is None:
-        raise ValueError(f"{registry.family[:-1]} {kind!r} declares no config model")
+        raise UserInputError(f"{registry.family[:-1]} {kind!r} declares no config model")
     return config_cls.model_validate(value)
 
 
@@ -194,7 +194,7 @@ class BackboneConfig(StrictModel):
         try:
             torch.device(value)
         except RuntimeError:
-            raise ValueError(
+            raise UserInputError(
                 f"device must be None, 'auto' or a torch device such as 'cpu', 'cuda' or 'cuda:0'; got {value!r}"
             ) from None
         return value

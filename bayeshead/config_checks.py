@@ -73,18 +73,18 @@ def check_values(config: ExperimentConfig) -> None:
     data = config.model_dump(mode="python")
     for where, value in _walk(data, ""):
         if isinstance(value, float) and not math.isfinite(value):
-            raise ValueError(f"{where} is {value}; it must be a finite number")
+            raise UserInputError(f"{where} is {value}; it must be a finite number")
     for section in ("optimizer", "adapter", "head", "method"):
         betas = (data.get(section) or {}).get("betas")
         if betas is not None:
             bad = [b for b in betas if not 0.0 <= float(b) < 1.0]
             if bad:
-                raise ValueError(
+                raise UserInputError(
                     f"{section}.betas is {list(betas)}; each beta must be in [0, 1) (e.g. [0.9, 0.999])"
                 )
     targets = (data.get("adapter") or {}).get("target_modules")
     if isinstance(targets, (list, tuple)) and not targets:
-        raise ValueError(
+        raise UserInputError(
             "adapter.target_modules is an empty list, so no layer would be adapted; name modules "
             "(e.g. [query, value]) or use 'all-linear'"
         )

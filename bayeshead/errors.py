@@ -5,6 +5,9 @@
   checkpoint) cannot be used; the message names it and says how to fix it. The CLI prints it on
   one line without a traceback and exits with status 2. Config, registry, data-file,
   serialization and checkpoint errors are all user-input errors.
+* :class:`InputTypeError` -- an argument of the wrong type (a string where a list of texts is
+  expected, a float where an int is); also a :class:`TypeError`, so ``except TypeError`` still
+  catches it, and the CLI prints it on one line with exit status 2 like every BayesheadError.
 * :class:`UsageError` -- a command-line invocation that does not fit (two suites, a missing
   option); also printed on one line, exit 2.
 * :class:`NotFittedError` -- a head or model used before a fit it needs (predicting with a
@@ -15,7 +18,7 @@ Importing this module imports nothing heavy.
 
 from __future__ import annotations
 
-__all__ = ["BayesheadError", "UserInputError", "UsageError", "NotFittedError"]
+__all__ = ["BayesheadError", "UserInputError", "InputTypeError", "UsageError", "NotFittedError"]
 
 
 class BayesheadError(Exception):
@@ -24,6 +27,10 @@ class BayesheadError(Exception):
 
 class UserInputError(BayesheadError, ValueError):
     """Something the user gave cannot be used; the message names it and says how to fix it."""
+
+
+class InputTypeError(BayesheadError, TypeError):
+    """An argument of the wrong type; the message names the argument, what it got and what it takes."""
 
 
 class UsageError(UserInputError):

@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from bayeshead.errors import InputTypeError, UserInputError
 from bayeshead.types import CategoricalPredictive, GaussianPredictive, Predictive
 
 __all__ = [
@@ -53,13 +54,13 @@ def predict_dataset(
     concatenated in float64, with one seeded generator for the whole pass (Monte-Carlo
     predictives are reproducible)."""
     if batch_size <= 0:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
+        raise UserInputError(f"batch_size must be a positive integer, got {batch_size}")
     texts = list(texts)
     if not texts:
-        raise ValueError("predict_dataset: no texts to predict (an empty split?)")
+        raise UserInputError("predict_dataset: no texts to predict (an empty split?)")
     pairs = None if text_pair is None else list(text_pair)
     if pairs is not None and len(pairs) != len(texts):
-        raise ValueError(f"predict_dataset: {len(texts)} texts but {len(pairs)} text_pair entries; give one per text")
+        raise UserInputError(f"predict_dataset: {len(texts)} texts but {len(pairs)} text_pair entries; give one per text")
     generator = torch.Generator().manual_seed(seed)
 
     def chunk(start: int) -> Predictive:
@@ -69,13 +70,13 @@ def predict_dataset(
     parts = [chunk(start) for start in range(0, len(texts), batch_size)]
     kind = type(parts[0])
     if any(type(p) is not kind for p in parts):
-        raise TypeError("predict returned predictives of different kinds for different batches")
+        raise InputTypeError("predict returned predictives of different kinds for different batches")
     return kind.cat(parts)  # type: ignore[attr-defined]
 
 
 def _categorical(pred: Predictive, what: str) -> CategoricalPredictive:
     if not isinstance(pred, CategoricalPredictive):
-        raise TypeError(f"{what}: classification metrics need a CategoricalPredictive, got {type(pred).__name__}")
+        raise InputTypeError(f"{what}: classification metrics need a CategoricalPredictive, got {type(pred).__name__}")
     return pred
 
 
@@ -121,16 +122,16 @@ def labelled_set_metrics(test: Predictive, ood: Predictive, labels: Tensor, n_bi
 
 def _gaussian(pred: Predictive, what: str) -> GaussianPredictive:
     if not isinstance(pred, GaussianPredictive):
-        raise TypeError(f"{what}: regression metrics need a GaussianPredictive, got {type(pred).__name__}")
+        raise InputTypeError(f"{what}: regression metrics need a GaussianPredictive, got {type(pred).__name__}")
     return pred
 
 
 def _shaped_targets(pred: GaussianPredictive, targets: Tensor) -> Tensor:
     targets = torch.as_tensor(targets)
     if not targets.is_floating_point():
-        raise TypeError(f"regression targets must be floating point, got dtype {targets.dtype}")
+        raise InputTypeError(f"regression targets must be floating point, got dtype {targets.dtype}")
     if targets.numel() != pred.mean.numel():
-        raise ValueError(
+        raise UserInputError(
             f"{targets.numel()} targets for a predictive of shape {tuple(pred.mean.shape)}; pass one target "
             "per example and output"
         )

@@ -27,6 +27,7 @@ from bayeshead.backbones.option_groups import (
     pad_option_features,
 )
 from bayeshead.config import ExperimentConfig
+from bayeshead.errors import InputTypeError, UserInputError
 from bayeshead.heads.base import UncertaintyHead
 from bayeshead.registry import HEADS
 from bayeshead.types import GaussianPredictive, Predictive
@@ -66,7 +67,7 @@ class BayesianModel(nn.Module):
         super().__init__()
         width = _feature_width(backbone, head)
         if head.in_features != width:
-            raise ValueError(f"head takes {head.in_features} features but the backbone gives {width}")
+            raise UserInputError(f"head takes {head.in_features} features but the backbone gives {width}")
         self.backbone = backbone
         self.head = head
         self.config = config or ExperimentConfig(head=head.config)
@@ -109,18 +110,18 @@ class BayesianModel(nn.Module):
 
         rows_of = getattr(self.backbone, "answer_head_rows", None)
         if not callable(rows_of):
-            raise TypeError(
+            raise InputTypeError(
                 f"init_head_from_answers: the backbone {type(self.backbone).__name__} has no answer_head_rows; "
                 "expected a HuggingFaceBackbone around a causal LM (backbone.model_class=causal_lm)"
             )
         if isinstance(answers, str):
-            raise TypeError(
+            raise InputTypeError(
                 f"init_head_from_answers: answers must be a list of strings (one per class), got the string "
                 f"{answers!r}; e.g. [' A', ' B', ' C', ' D']"
             )
         answers = list(answers)
         if len(answers) != self.head.num_outputs:
-            raise ValueError(
+            raise UserInputError(
                 f"init_head_from_answers: got {len(answers)} answers {answers!r} but the head has "
                 f"{self.head.num_outputs} classes; give one answer per class, in class order"
             )
@@ -137,19 +138,19 @@ class BayesianModel(nn.Module):
         texts) are tokenized flat, with their option counts under ``"option_counts"``."""
         if isinstance(batch, Mapping):
             if text_pair is not None:
-                raise TypeError(
+                raise InputTypeError(
                     "text_pair goes with a list of first texts, not with an already tokenized batch; "
                     "tokenize the pairs with backbone.tokenize(texts, text_pair) or pass the texts"
                 )
             return batch
         if isinstance(batch, str):
-            raise TypeError(f"expected a list of texts or a tokenized batch, got the string {batch[:40]!r}; wrap it in a list")
+            raise InputTypeError(f"expected a list of texts or a tokenized batch, got the string {batch[:40]!r}; wrap it in a list")
         texts = list(batch)
         if not texts:
-            raise ValueError("expected at least one text, got an empty list")
+            raise UserInputError("expected at least one text, got an empty list")
         if is_option_groups(texts):
             if text_pair is not None:
-                raise TypeError(
+                raise InputTypeError(
                     "text_pair does not combine with option groups; put each option's full text in its group"
                 )
             flat, counts = flatten_groups(texts)
@@ -157,7 +158,7 @@ class BayesianModel(nn.Module):
         if text_pair is None:
             return self.backbone.tokenize(texts)
         if isinstance(text_pair, str):
-            raise TypeError(f"text_pair must be a list of texts, got the string {text_pair[:40]!r}; wrap it in a list")
+            raise InputTypeError(f"text_pair must be a list of texts, got the string {text_pair[:40]!r}; wrap it in a list")
         return self.backbone.tokenize(texts, list(text_pair))
 
     def features(

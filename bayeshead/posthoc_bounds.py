@@ -12,6 +12,8 @@ import math
 import warnings
 from typing import Literal
 
+from bayeshead.errors import UserInputError
+
 __all__ = ["bound_side", "warn_at_bound"]
 
 
@@ -20,7 +22,7 @@ def bound_side(value: float, low: float, high: float, rtol: float = 1e-3) -> Lit
     of that end of [low, high] (or beyond it); None inside."""
     width = high - low
     if not (math.isfinite(value) and width > 0):
-        raise ValueError(f"bound_side: need a finite value and low < high, got {value}, [{low}, {high}]")
+        raise UserInputError(f"bound_side: need a finite value and low < high, got {value}, [{low}, {high}]")
     if value <= low + rtol * width:
         return "lower"
     if value >= high - rtol * width:

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from pydantic import Field, model_validator
 
 from bayeshead.config import StrictModel
+from bayeshead.errors import UserInputError
 
 if TYPE_CHECKING:
     from bayeshead.config import ExperimentConfig
@@ -59,7 +60,7 @@ class _Range(_Distribution):
     @model_validator(mode="after")
     def _ordered(self) -> _Range:
         if not self.low < self.high:
-            raise ValueError(f"{self.kind}: low must be below high, got low={self.low}, high={self.high}")
+            raise UserInputError(f"{self.kind}: low must be below high, got low={self.low}, high={self.high}")
         return self
 
 
@@ -71,7 +72,7 @@ class LogUniform(_Range):
     @model_validator(mode="after")
     def _positive(self) -> LogUniform:
         if self.low <= 0:
-            raise ValueError(f"log_uniform needs low > 0, got low={self.low}; use uniform for ranges that include 0")
+            raise UserInputError(f"log_uniform needs low > 0, got low={self.low}; use uniform for ranges that include 0")
         return self
 
 
@@ -92,9 +93,9 @@ class IntRange(_Distribution):
     @model_validator(mode="after")
     def _ordered(self) -> IntRange:
         if not self.low < self.high:
-            raise ValueError(f"int: low must be below high, got low={self.low}, high={self.high}")
+            raise UserInputError(f"int: low must be below high, got low={self.low}, high={self.high}")
         if self.log and self.low < 1:
-            raise ValueError(f"int with log: true needs low >= 1, got low={self.low}")
+            raise UserInputError(f"int with log: true needs low >= 1, got low={self.low}")
         return self
 
 

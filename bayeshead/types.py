@@ -20,6 +20,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from bayeshead.errors import UserInputError
+
 __all__ = ["LossTerms", "Predictive", "CategoricalPredictive", "GaussianPredictive"]
 
 
@@ -79,13 +81,13 @@ class CategoricalPredictive(Predictive):
 
     def __post_init__(self) -> None:
         if self.probs.dim() != 2:
-            raise ValueError(f"probs must be (batch, classes), got shape {tuple(self.probs.shape)}")
+            raise UserInputError(f"probs must be (batch, classes), got shape {tuple(self.probs.shape)}")
         if self.log_probs is None:
             self.log_probs = torch.log(self.probs)
         if self.samples is not None and (
             self.samples.dim() != 3 or self.samples.shape[1:] != self.probs.shape
         ):
-            raise ValueError(
+            raise UserInputError(
                 f"samples must be (S, {self.probs.shape[0]}, {self.probs.shape[1]}), "
                 f"got {tuple(self.samples.shape)}"
             )
@@ -110,7 +112,7 @@ class CategoricalPredictive(Predictive):
         log p = logsumexp_s log p_s − log S, with the S member probabilities kept as samples
         (Monte-Carlo passes, ensemble members)."""
         if log_probs.dim() != 3 or log_probs.shape[0] == 0:
-            raise ValueError(
+            raise UserInputError(
                 f"expected per-sample log-probabilities of shape (S >= 1, batch, classes), got {tuple(log_probs.shape)}"
             )
         log_mean = torch.logsumexp(log_probs, dim=0) - math.log(log_probs.shape[0])
@@ -121,7 +123,7 @@ class CategoricalPredictive(Predictive):
         """Concatenate the predictives of consecutive batches along the batch axis; samples are
         kept only when every part has the same number of them."""
         if not parts:
-            raise ValueError("CategoricalPredictive.cat needs at least one predictive")
+            raise UserInputError("CategoricalPredictive.cat needs at least one predictive")
         counts = {None if p.samples is None else p.samples.shape[0] for p in parts}
         samples = None
         if len(counts) == 1 and None not in counts:
@@ -190,11 +192,11 @@ class GaussianPredictive(Predictive):
 
     def __post_init__(self) -> None:
         if self.mean.shape != self.var.shape:
-            raise ValueError(
+            raise UserInputError(
                 f"mean and var must have one shape, got {tuple(self.mean.shape)} and {tuple(self.var.shape)}"
             )
         if self.epistemic_var is not None and self.epistemic_var.shape != self.mean.shape:
-            raise ValueError(
+            raise UserInputError(
                 f"epistemic_var must have the shape of mean {tuple(self.mean.shape)}, got "
                 f"{tuple(self.epistemic_var.shape)}"
             )
@@ -205,7 +207,7 @@ class GaussianPredictive(Predictive):
         ``variances`` (S, B, k): mean (1/S)·Σμ_s, variance (1/S)·Σv_s + Var_s[μ_s] (the same as
         (1/S)·Σ(v_s + μ_s²) − μ², without its cancellation), epistemic part Var_s[μ_s]."""
         if means.dim() != 3 or means.shape != variances.shape or means.shape[0] == 0:
-            raise ValueError(
+            raise UserInputError(
                 "expected per-sample means and variances of one shape (S >= 1, batch, outputs), got "
                 f"{tuple(means.shape)} and {tuple(variances.shape)}"
             )
@@ -250,7 +252,7 @@ class GaussianPredictive(Predictive):
         """Concatenate the predictives of consecutive batches along the batch axis; the epistemic
         part is kept only when every part has one."""
         if not parts:
-            raise ValueError("GaussianPredictive.cat needs at least one predictive")
+            raise UserInputError("GaussianPredictive.cat needs at least one predictive")
         epistemic = None
         if all(p.epistemic_var is not None for p in parts):
             epistemic = torch.cat([p.epistemic_var for p in parts])  # type: ignore[misc]

@@ -6,6 +6,7 @@ from typing import Any
 
 from torch import nn
 
+from bayeshead.errors import UserInputError
 from bayeshead.manifolds.geometry import GEOMETRIES, ParamGroup, geometry_of
 
 __all__ = ["torch_groups", "param_geometry"]
@@ -18,7 +19,7 @@ def torch_groups(groups: list[ParamGroup], *, stiefel_lr: float | None = None) -
     for group in groups:
         tag = group.get("geometry")
         if tag is not None and tag not in GEOMETRIES:
-            raise ValueError(f"parameter group has geometry {tag!r}; expected one of {GEOMETRIES}")
+            raise UserInputError(f"parameter group has geometry {tag!r}; expected one of {GEOMETRIES}")
         plain = {k: v for k, v in group.items() if k != "names"}
         plain["params"] = list(group["params"])
         plain.setdefault("geometry", None)

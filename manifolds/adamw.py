@@ -12,6 +12,7 @@ import torch
 from pydantic import Field, NonNegativeFloat, PositiveFloat
 
 from bayeshead.config import ComponentConfig
+from bayeshead.errors import UserInputError
 from bayeshead.manifolds.geometry import ParamGroup
 from bayeshead.registry import OPTIMIZERS
 from bayeshead.search_space import LogUniform, SearchSpace
@@ -42,7 +43,7 @@ def build_adamw(groups: list[ParamGroup], config: AdamWConfig | None = None) -> 
     config = config or AdamWConfig()
     stiefel = [n for g in groups if g.get("geometry") == "stiefel" for n in g.get("names", ["?"])]
     if stiefel and not config.treat_stiefel_as_euclidean:
-        raise ValueError(
+        raise UserInputError(
             f"adamw received Stiefel-constrained parameters {stiefel[:5]}; AdamW would leave the "
             "manifold. Use optimizer kind 'riemannian_adam' or 'landing', or set "
             "treat_stiefel_as_euclidean=true to train them as free matrices."

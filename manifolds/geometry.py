@@ -11,6 +11,8 @@ from typing import Any, Literal, TypedDict
 
 from torch import nn
 
+from bayeshead.errors import UserInputError
+
 __all__ = ["Geometry", "GEOMETRIES", "ParamGroup", "group_by_geometry", "geometry_of"]
 
 Geometry = Literal["euclidean", "stiefel"]
@@ -53,7 +55,7 @@ def group_by_geometry(
             continue
         tag = geometry.get(name) or geometry_of(param)
         if tag not in GEOMETRIES:
-            raise ValueError(f"parameter {name!r} has geometry {tag!r}; expected one of {GEOMETRIES}")
+            raise UserInputError(f"parameter {name!r} has geometry {tag!r}; expected one of {GEOMETRIES}")
         group = groups.setdefault(tag, {"params": [], "names": [], "geometry": tag, **group_options})  # type: ignore[misc]
         group["params"].append(param)
         group["names"].append(name)

@@ -48,6 +48,7 @@ import torch
 from pydantic import Field, NonNegativeFloat
 from torch import Tensor
 
+from bayeshead.errors import UserInputError
 from bayeshead.manifolds._adamw_step import adamw_update, init_adam_state
 from bayeshead.manifolds._groups import param_geometry, torch_groups
 from bayeshead.manifolds.adam_config import ManifoldAdamConfig
@@ -64,7 +65,7 @@ DEFAULT_MAX_DISTANCE = 5e-3
 def relative_gradient(x: Tensor, grad: Tensor) -> Tensor:
     """skew(G·Xᵀ)·X = ½(G(XᵀX) − X(GᵀX)) for X, G ∈ R^{…×k×r}: the first term of the field."""
     if x.shape != grad.shape or x.dim() < 2:
-        raise ValueError(
+        raise UserInputError(
             f"landing expects X and G of the same (…, k, r) shape, got {tuple(x.shape)} "
             f"and {tuple(grad.shape)}"
         )
@@ -113,7 +114,7 @@ class LandingAdamW(torch.optim.Optimizer):
         max_distance: float = DEFAULT_MAX_DISTANCE,
     ) -> None:
         if lr <= 0 or eps <= 0 or weight_decay < 0 or penalty < 0 or not 0 < max_distance < 1:
-            raise ValueError(
+            raise UserInputError(
                 f"LandingAdamW needs lr > 0, eps > 0, weight_decay >= 0, penalty >= 0 and "
                 f"0 < max_distance < 1; got lr={lr}, eps={eps}, weight_decay={weight_decay}, "
                 f"penalty={penalty}, max_distance={max_distance}"

@@ -29,6 +29,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from bayeshead.errors import UserInputError
+
 __all__ = ["safe_step_size"]
 
 
@@ -41,19 +43,19 @@ def safe_step_size(x: Tensor, field: Tensor, penalty: float, max_distance: float
     ``max_distance`` is ε in (0, 1). Raises ``ValueError`` when X has lost column rank
     (σ_min(X)² ≤ 1e-6): the landing field cannot restore it."""
     if not 0.0 < max_distance < 1.0:
-        raise ValueError(
+        raise UserInputError(
             f"max_distance must lie in (0, 1), got {max_distance}; it is the largest allowed "
             "‖XᵀX − I‖_F, e.g. 5e-3"
         )
     if penalty < 0:
-        raise ValueError(f"penalty must be >= 0, got {penalty}")
+        raise UserInputError(f"penalty must be >= 0, got {penalty}")
     x64, f64 = x.detach().double(), field.detach().double()
     r = x64.shape[-1]
     delta = x64.transpose(-1, -2) @ x64 - torch.eye(r, dtype=torch.float64, device=x.device)
     eig = torch.linalg.eigvalsh(delta)
     contraction = 1.0 + eig[..., 0]
     if bool((contraction <= 1e-6).any()):
-        raise ValueError(
+        raise UserInputError(
             f"a Stiefel factor has lost column rank (smallest eigenvalue of XᵀX = "
             f"{float(contraction.min()):.3g}, expected near 1); the landing step cannot restore "
             "it. Re-initialise it with bayeshead.manifolds.random_stiefel or replace it by its "

@@ -23,6 +23,7 @@ import geoopt
 import torch
 from pydantic import Field, PositiveInt
 
+from bayeshead.errors import UserInputError
 from bayeshead.manifolds._adamw_step import adamw_update, init_adam_state
 from bayeshead.manifolds._groups import param_geometry, torch_groups
 from bayeshead.manifolds.adam_config import ManifoldAdamConfig
@@ -96,7 +97,7 @@ class RiemannianAdamW(geoopt.optim.RiemannianAdam):
                 loss = closure()
         for group in self.param_groups:
             if group.get("amsgrad"):
-                raise ValueError("RiemannianAdamW does not support amsgrad=True; set it to False")
+                raise UserInputError("RiemannianAdamW does not support amsgrad=True; set it to False")
             stabilize_now = False
             for param in group["params"]:
                 if param.grad is None:

@@ -15,6 +15,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from bayeshead.errors import UserInputError
+
 __all__ = ["stable_rank", "stable_rank_lowrank", "stable_rank_orthonormal"]
 
 
@@ -28,7 +30,7 @@ def stable_rank(matrix: Tensor) -> float:
     Uses the singular values of ``matrix`` itself: call it on small matrices only (for a
     factored update use :func:`stable_rank_lowrank` or :func:`stable_rank_orthonormal`)."""
     if matrix.dim() != 2:
-        raise ValueError(f"stable_rank expects a 2-D matrix, got shape {tuple(matrix.shape)}")
+        raise UserInputError(f"stable_rank expects a 2-D matrix, got shape {tuple(matrix.shape)}")
     sv = torch.linalg.svdvals(_as_float(matrix.detach()))
     top = sv.max() if sv.numel() else sv.new_zeros(())
     if top == 0:
@@ -45,7 +47,7 @@ def stable_rank_lowrank(left: Tensor, right: Tensor) -> float:
     """sr(B·A) for B ∈ R^{m×r} (``left``) and A ∈ R^{r×n} (``right``) from the r×r core
     R_B·R_Aᵀ of the QR factorisations B = Q_B R_B and Aᵀ = Q_A R_A."""
     if left.dim() != 2 or right.dim() != 2 or left.shape[1] != right.shape[0]:
-        raise ValueError(
+        raise UserInputError(
             f"expected B (m, r) and A (r, n) with matching r, got {tuple(left.shape)} and "
             f"{tuple(right.shape)}"
         )

@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from bayeshead.errors import UserInputError
+
 __all__ = ["random_stiefel", "orthogonality_error"]
 
 
@@ -26,7 +28,7 @@ def random_stiefel(
 
     Raises ``ValueError`` when ``cols > rows`` (no orthonormal frame exists)."""
     if cols > rows or cols < 1:
-        raise ValueError(
+        raise UserInputError(
             f"a Stiefel frame needs 1 <= cols <= rows, got rows={rows}, cols={cols}; "
             "lower the rank to at most the smaller dimension"
         )
@@ -42,7 +44,7 @@ def orthogonality_error(x: Tensor) -> Tensor:
 
     Costs O(k r²); computed in at least fp32 whatever the dtype of ``x``."""
     if x.dim() < 2:
-        raise ValueError(f"orthogonality_error expects a matrix (…, k, r), got shape {tuple(x.shape)}")
+        raise UserInputError(f"orthogonality_error expects a matrix (…, k, r), got shape {tuple(x.shape)}")
     work = x if x.dtype in (torch.float32, torch.float64) else x.float()
     gram = work.transpose(-1, -2) @ work
     eye = torch.eye(gram.shape[-1], dtype=gram.dtype, device=gram.device)

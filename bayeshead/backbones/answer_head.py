@@ -25,24 +25,26 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from bayeshead.errors import InputTypeError, UserInputError
+
 __all__ = ["answer_token_ids", "answer_head_rows"]
 
 
 def _check_answers(answers: Sequence[str]) -> list[str]:
     """The answers as a list of strings; refuses a bare string and an empty list."""
     if isinstance(answers, str):
-        raise TypeError(
+        raise InputTypeError(
             f"answers must be a sequence of strings (one per class), got the single string {answers!r}; "
             "wrap it in a list, e.g. [' A', ' B', ' C', ' D']"
         )
     answers = list(answers)
     if not answers:
-        raise ValueError(
+        raise UserInputError(
             "answers is empty: expected one answer string per class, e.g. [' A', ' B'] or [' true', ' false']"
         )
     bad = [i for i, a in enumerate(answers) if not isinstance(a, str)]
     if bad:
-        raise TypeError(
+        raise InputTypeError(
             f"answers must be strings; items {bad[:10]} are {type(answers[bad[0]]).__name__} "
             f"(got {answers!r}); pass the answer texts, e.g. [' A', ' B']"
         )
@@ -58,7 +60,7 @@ def _last_token_id(tokenizer: Any, answer: str) -> int:
     """The last token id of ``answer`` tokenized without special tokens (warns on multi-token answers)."""
     ids = list(tokenizer(answer, add_special_tokens=False)["input_ids"])
     if not ids:
-        raise ValueError(
+        raise UserInputError(
             f"answer {answer!r} gives no token (tokenized without special tokens: {ids}); "
             "expected a non-empty answer text such as ' A' or ' true'; fix the answer string"
         )
@@ -85,7 +87,7 @@ def answer_token_ids(tokenizer: Any, answers: Sequence[str]) -> list[int]:
     for i, token in enumerate(ids):
         if token in first:
             j = first[token]
-            raise ValueError(
+            raise UserInputError(
                 f"answers {answers[j]!r} (class {j}) and {answers[i]!r} (class {i}) map to the same token id "
                 f"{token} ({tokenizer.convert_ids_to_tokens([token])[0]!r}); got ids {ids} for {answers}. "
                 "Expected one distinct token per class: use answers that tokenize differently "
@@ -100,7 +102,7 @@ def _output_embeddings(model: nn.Module) -> nn.Module:
     getter = getattr(model, "get_output_embeddings", None)
     head = getter() if callable(getter) else None
     if head is None or not isinstance(getattr(head, "weight", None), Tensor):
-        raise ValueError(
+        raise UserInputError(
             f"{type(model).__name__} has no output embeddings (LM head), so there are no answer-token rows "
             "to initialise the head from. Expected a causal LM (e.g. LlamaForCausalLM): load the backbone "
             "with backbone.model_class=causal_lm (AutoModelForCausalLM), or do not call init_head_from_answers."
@@ -120,12 +122,12 @@ def answer_head_rows(
     head = _output_embeddings(model)
     weight = head.weight
     if not weight.is_floating_point():
-        raise TypeError(
+        raise InputTypeError(
             f"the LM head weight is {weight.dtype}, not floating point (a quantized LM head?); expected float "
             "rows. Keep the LM head unquantized (bitsandbytes skips it by default)."
         )
     if max(ids) >= weight.shape[0]:
-        raise ValueError(
+        raise UserInputError(
             f"answer token ids {ids} exceed the LM head's {weight.shape[0]} rows; the tokenizer does not "
             "match the model: load both from the same checkpoint"
         )

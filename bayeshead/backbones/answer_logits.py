@@ -14,6 +14,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from bayeshead.errors import UserInputError
+
 __all__ = ["answer_logits"]
 
 
@@ -21,7 +23,7 @@ def answer_logits(backbone: Any, features: Tensor, answers: Sequence[str]) -> Te
     """(B, C) logits of the answers' tokens t_c (see :func:`~bayeshead.backbones.answer_head.answer_token_ids`)
     given ``last_token`` features (B, d) of a causal-LM backbone."""
     if getattr(backbone, "pooling", "last_token") != "last_token":
-        raise ValueError(
+        raise UserInputError(
             f"answer logits need last-token features, but the backbone pools with {backbone.pooling!r}; "
             "set backbone.pooling=last_token"
         )

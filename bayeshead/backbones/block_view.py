@@ -24,6 +24,8 @@ import copy
 
 from torch import nn
 
+from bayeshead.errors import InputTypeError, UserInputError
+
 __all__ = ["decoder_base", "num_decoder_blocks", "block_view"]
 
 _NEEDED = ("embed_tokens", "layers", "norm")
@@ -38,7 +40,7 @@ def decoder_base(model: nn.Module) -> nn.Module:
     if not missing and not isinstance(base.layers, nn.ModuleList):
         missing = ["layers (as an nn.ModuleList)"]
     if missing:
-        raise TypeError(
+        raise InputTypeError(
             f"cached prefix states need a decoder base model with embed_tokens, layers and norm "
             f"(Llama, Qwen2, Gemma-3, Mistral, ...), but {type(base).__name__} lacks {missing}. "
             "Use a decoder backbone, or set backbone.cache_prefix=false."
@@ -67,7 +69,7 @@ def block_view(base: nn.Module, start: int, stop: int, *, final_norm: bool = Tru
     base = decoder_base(base)
     n = len(base.layers)
     if not 0 <= start <= stop <= n:
-        raise ValueError(f"block range [{start}, {stop}) is not inside the model's {n} blocks; expected 0 <= start <= stop <= {n}")
+        raise UserInputError(f"block range [{start}, {stop}) is not inside the model's {n} blocks; expected 0 <= start <= stop <= {n}")
     view = copy.copy(base)  # a new object sharing every submodule, parameter and buffer
     view._modules = dict(base._modules)
     view._parameters = dict(base._parameters)

@@ -33,6 +33,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from bayeshead.errors import InputTypeError, UserInputError
+
 __all__ = ["bos_prefix", "continuation_log_likelihoods"]
 
 
@@ -40,13 +42,13 @@ def _check_backbone(backbone: Any) -> None:
     from bayeshead.backbones.huggingface import HuggingFaceBackbone
 
     if not isinstance(backbone, HuggingFaceBackbone):
-        raise TypeError(
+        raise InputTypeError(
             "continuation_log_likelihoods needs a bayeshead.backbones.huggingface.HuggingFaceBackbone around "
             f"a causal LM, got {type(backbone).__name__}; load one with "
             "HuggingFaceBackbone.from_pretrained(name, model_class='causal_lm')"
         )
     if not backbone.is_causal_lm:
-        raise TypeError(
+        raise InputTypeError(
             "continuation_log_likelihoods needs a causal LM (AutoModelForCausalLM, with an LM head), but the "
             f"backbone wraps {type(backbone.model).__name__}, which has none; load the model with "
             "model_class='causal_lm' (backbone.model_class=causal_lm)"
@@ -55,11 +57,11 @@ def _check_backbone(backbone: Any) -> None:
 
 def _check_texts(texts: Sequence[str], what: str) -> list[str]:
     if isinstance(texts, str):
-        raise TypeError(f"{what} must be a sequence of strings, got a single str; wrap it in a list")
+        raise InputTypeError(f"{what} must be a sequence of strings, got a single str; wrap it in a list")
     texts = list(texts)
     bad = [i for i, t in enumerate(texts) if not isinstance(t, str)]
     if bad:
-        raise TypeError(f"{what} must be strings; items {bad[:10]} are {type(texts[bad[0]]).__name__}")
+        raise InputTypeError(f"{what} must be strings; items {bad[:10]} are {type(texts[bad[0]]).__name__}")
     return texts
 
 
@@ -97,14 +99,14 @@ def _sequence(
 ) -> tuple[list[int], int]:
     """The token sequence t (prefix + kept context + continuation) and the start m of the continuation."""
     if not continuation:
-        raise ValueError(
+        raise UserInputError(
             f"continuation {index} ({texts[1]!r}) encodes to no tokens, so it has no likelihood to score; "
             "give a non-empty continuation (with its leading space, e.g. ' Paris')"
         )
     if not prefix and not context:
         token = _empty_context_token(tokenizer)
         if token is None:
-            raise ValueError(
+            raise UserInputError(
                 f"context {index} ({texts[0]!r}) encodes to no tokens and the tokenizer has neither a BOS nor an "
                 "EOS token to condition the first continuation token on; give a non-empty context"
             )
@@ -112,7 +114,7 @@ def _sequence(
     # The model reads t[:-1], at most max_length tokens: len(prefix) + kept + len(continuation) - 1 <= max_length.
     room = max_length + 1 - len(prefix) - len(continuation)
     if room < (0 if prefix else 1):
-        raise ValueError(
+        raise UserInputError(
             f"continuation {index} ({texts[1][:60]!r}) has {len(continuation)} tokens, which with "
             f"{len(prefix)} BOS token(s) and {'no' if prefix else 'at least one'} context token does not fit in "
             f"backbone.max_length={max_length}; continuations are never truncated, so raise backbone.max_length "
@@ -154,11 +156,11 @@ def continuation_log_likelihoods(
     contexts = _check_texts(contexts, "contexts")
     continuations = _check_texts(continuations, "continuations")
     if len(contexts) != len(continuations):
-        raise ValueError(
+        raise UserInputError(
             f"got {len(contexts)} contexts but {len(continuations)} continuations; give one context per continuation"
         )
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        raise UserInputError(f"batch_size must be a positive integer, got {batch_size!r}")
     n_pairs = len(contexts)
     if n_pairs == 0:
         return torch.zeros(0, dtype=torch.float64), torch.zeros(0, dtype=torch.int64)

@@ -65,7 +65,7 @@ def sha256_file(path: str | Path) -> str:
 def join_parts(parts: Sequence[str | Path], target: str | Path) -> Path:
     """Concatenate ``parts`` (in order) into ``target``; returns ``target``."""
     if not parts:
-        raise ValueError("join_parts needs at least one part file, got none")
+        raise UserInputError("join_parts needs at least one part file, got none")
     target = Path(target)
     with open(target, "wb") as out:
         for part in parts:

@@ -28,7 +28,7 @@ from bayeshead.backbones.gguf import resolve_gguf
 from bayeshead.backbones.pairs import DEFAULT_PAIR_TEMPLATE, check_pair_template, format_pairs
 from bayeshead.backbones.pooling import POOLINGS, pooled_features
 from bayeshead.config import DEFAULT_BACKBONE, BackboneConfig
-from bayeshead.errors import UserInputError
+from bayeshead.errors import InputTypeError, UserInputError
 
 __all__ = [
     "HuggingFaceBackbone",
@@ -75,7 +75,7 @@ def resolve_device(device: str | None, *, load_in_8bit: bool = False) -> torch.d
     try:
         resolved = torch.device(device)
     except RuntimeError as err:
-        raise ValueError(
+        raise UserInputError(
             f"backbone.device={device!r} is not a device ({err}); expected 'cpu', 'cuda', 'cuda:0' or 'auto'"
         ) from None
     if resolved.type == "cuda" and not torch.cuda.is_available():
@@ -129,10 +129,10 @@ def _quantization_kwargs(config: BackboneConfig, device: torch.device | None) ->
 
 def _check_texts(texts: Sequence[str], what: str) -> None:
     if isinstance(texts, str):
-        raise TypeError(f"tokenize takes a list of strings as {what}, got a single str; wrap it in a list")
+        raise InputTypeError(f"tokenize takes a list of strings as {what}, got a single str; wrap it in a list")
     bad = [i for i, t in enumerate(texts) if not isinstance(t, str)]
     if bad:
-        raise TypeError(f"{what} must be strings; items {bad[:10]} are {type(texts[bad[0]]).__name__}")
+        raise InputTypeError(f"{what} must be strings; items {bad[:10]} are {type(texts[bad[0]]).__name__}")
 
 
 def _has_only_pickled_weights(path: str) -> bool:
@@ -165,13 +165,13 @@ class HuggingFaceBackbone(Backbone):
     ) -> None:
         super().__init__()
         if pooling not in POOLINGS:
-            raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+            raise UserInputError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
         self.model = model
         self.tokenizer = tokenizer
         self.pooling = pooling
         self.max_length = int(max_length)
         if padding_side not in (None, "left", "right"):
-            raise ValueError(f"padding_side must be 'left', 'right' or None, got {padding_side!r}")
+            raise UserInputError(f"padding_side must be 'left', 'right' or None, got {padding_side!r}")
         self.padding_side = padding_side  # None: the tokenizer's own setting
         if getattr(tokenizer, "pad_token", None) is None and getattr(tokenizer, "eos_token", None):
             tokenizer.pad_token = tokenizer.eos_token  # decoders ship without a pad token
@@ -294,7 +294,7 @@ class HuggingFaceBackbone(Backbone):
         if text_pair is not None:
             _check_texts(text_pair, "text_pair")
             if len(text_pair) != len(texts):
-                raise ValueError(
+                raise UserInputError(
                     f"tokenize got {len(texts)} texts but {len(text_pair)} text_pair entries; give one second text per text"
                 )
             if self.is_causal_lm:

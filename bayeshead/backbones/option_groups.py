@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from bayeshead.errors import UserInputError
+from bayeshead.errors import InputTypeError, UserInputError
 
 __all__ = [
     "OPTION_COUNTS",
@@ -50,15 +50,15 @@ def check_option_groups(groups: Sequence[Any], where: str) -> list[tuple[str, ..
     out = []
     for q, group in enumerate(groups):
         if not isinstance(group, (tuple, list)):
-            raise TypeError(
+            raise InputTypeError(
                 f"{where}: example {q} is a {type(group).__name__}, but the other examples are option groups; "
                 "give every example as a tuple of its option texts"
             )
         if len(group) < 2:
-            raise ValueError(f"{where}: example {q} has {len(group)} option(s); a question needs at least 2")
+            raise UserInputError(f"{where}: example {q} has {len(group)} option(s); a question needs at least 2")
         bad = [k for k, text in enumerate(group) if not isinstance(text, str)]
         if bad:
-            raise TypeError(
+            raise InputTypeError(
                 f"{where}: option {bad[0]} of example {q} is a {type(group[bad[0]]).__name__}, expected a string"
             )
         out.append(tuple(group))
@@ -76,7 +76,7 @@ def pad_option_features(flat: Tensor, counts: Tensor) -> Tensor:
     option. Differentiable in the real rows."""
     counts = counts.to(device=flat.device, dtype=torch.long)
     if flat.dim() != 2 or int(counts.sum()) != flat.shape[0]:
-        raise ValueError(
+        raise UserInputError(
             f"pad_option_features: {flat.shape[0] if flat.dim() else 0} feature rows for option counts summing to "
             f"{int(counts.sum())}; give one feature row per option"
         )
@@ -94,7 +94,7 @@ def unpad_option_features(padded: Tensor, where: str) -> tuple[Tensor, Tensor]:
     and the counts (Q,). Refused: NaN inside a row that has real numbers, a gap before the last real
     option, or a question with fewer than 2 options (what a diverged backbone would produce)."""
     if padded.dim() != 3:
-        raise ValueError(
+        raise UserInputError(
             f"{where}: expected option features of shape (questions, options, features), got {tuple(padded.shape)}; "
             "feed multiple-choice data as option groups (one tuple of option texts per question)"
         )

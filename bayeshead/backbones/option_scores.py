@@ -25,6 +25,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from bayeshead.errors import InputTypeError, UserInputError
+
 __all__ = ["continuation_positions", "continuation_scores"]
 
 
@@ -46,7 +48,7 @@ def continuation_positions(input_ids: Tensor, mask: Tensor, counts: Tensor) -> t
         for i, seq, pos in zip(group, seqs, places, strict=True):
             first = min(max(common, 1), len(seq) - 1)
             if first < 1:
-                raise ValueError(
+                raise UserInputError(
                     f"option row {i} has {len(seq)} token(s); an option needs at least 2 to be scored by the LM"
                 )
             rows.append(torch.full((len(seq) - first,), i, dtype=torch.long))
@@ -72,7 +74,7 @@ def continuation_scores(model: nn.Module, hidden: Tensor, input_ids: Tensor, mas
     options, ``counts`` (Q,) the options of each question."""
     getter = getattr(model, "get_output_embeddings", None)
     if not callable(getter) or getter() is None:
-        raise TypeError(
+        raise InputTypeError(
             f"option LM scores need a causal LM with an LM head (get_output_embeddings), got {type(model).__name__}; "
             "set backbone.model_class=causal_lm or backbone.option_lm_score=false"
         )

@@ -11,6 +11,8 @@ from __future__ import annotations
 import string
 from collections.abc import Sequence
 
+from bayeshead.errors import UserInputError
+
 __all__ = ["DEFAULT_PAIR_TEMPLATE", "check_pair_template", "format_pairs"]
 
 DEFAULT_PAIR_TEMPLATE = "{a}\n{b}"
@@ -21,9 +23,9 @@ def check_pair_template(template: str) -> str:
     try:
         fields = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
     except ValueError as err:
-        raise ValueError(f"pair_template {template!r} is not a valid format string ({err}); write e.g. '{{a}}\\n{{b}}'") from None
+        raise UserInputError(f"pair_template {template!r} is not a valid format string ({err}); write e.g. '{{a}}\\n{{b}}'") from None
     if fields != {"a", "b"}:
-        raise ValueError(
+        raise UserInputError(
             f"pair_template {template!r} must contain the fields {{a}} and {{b}} (the two texts) and no others, "
             f"got {sorted(fields)}; double literal braces as {{{{ and }}}}"
         )
@@ -33,6 +35,6 @@ def check_pair_template(template: str) -> str:
 def format_pairs(texts: Sequence[str], text_pair: Sequence[str], template: str = DEFAULT_PAIR_TEMPLATE) -> list[str]:
     """``template.format(a=texts[i], b=text_pair[i])`` for every i."""
     if len(texts) != len(text_pair):
-        raise ValueError(f"{len(texts)} texts but {len(text_pair)} text_pair entries; give one second text per text")
+        raise UserInputError(f"{len(texts)} texts but {len(text_pair)} text_pair entries; give one second text per text")
     check_pair_template(template)
     return [template.format(a=a, b=b) for a, b in zip(texts, text_pair, strict=True)]

@@ -12,6 +12,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from bayeshead.errors import UserInputError
+
 __all__ = ["POOLINGS", "pool", "pooled_features"]
 
 POOLINGS = ("cls", "mean", "last_token")
@@ -19,14 +21,14 @@ POOLINGS = ("cls", "mean", "last_token")
 
 def _check(hidden: Tensor, mask: Tensor) -> None:
     if hidden.dim() != 3:
-        raise ValueError(f"hidden states must be (batch, length, dim), got {tuple(hidden.shape)}")
+        raise UserInputError(f"hidden states must be (batch, length, dim), got {tuple(hidden.shape)}")
     if mask.shape != hidden.shape[:2]:
-        raise ValueError(
+        raise UserInputError(
             f"attention mask must be (batch, length) = {tuple(hidden.shape[:2])}, got {tuple(mask.shape)}"
         )
     empty = (mask.sum(dim=1) == 0).nonzero().flatten().tolist()
     if empty:
-        raise ValueError(f"rows {empty[:10]} of the attention mask are all zero (empty sequences)")
+        raise UserInputError(f"rows {empty[:10]} of the attention mask are all zero (empty sequences)")
 
 
 def pool(hidden: Tensor, mask: Tensor, method: str) -> Tensor:
@@ -45,7 +47,7 @@ def pool(hidden: Tensor, mask: Tensor, method: str) -> Tensor:
     if method == "last_token":
         last = (real.long() * (positions + 1)).argmax(dim=1)
         return hidden[rows, last]
-    raise ValueError(f"unknown pooling {method!r}; expected one of {POOLINGS}")
+    raise UserInputError(f"unknown pooling {method!r}; expected one of {POOLINGS}")
 
 
 def pooled_features(hidden: Tensor, mask: Tensor, method: str) -> Tensor:

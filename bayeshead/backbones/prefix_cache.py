@@ -43,6 +43,7 @@ from bayeshead.backbones.prefix_fingerprint import (
     token_key,
 )
 from bayeshead.backbones.prefix_store import PrefixCacheError, PrefixStore, open_store, write_store
+from bayeshead.errors import UserInputError
 
 if TYPE_CHECKING:
     from bayeshead.backbones.huggingface import HuggingFaceBackbone
@@ -82,7 +83,7 @@ def adapted_top_blocks(model: nn.Module) -> int:
     every block's input depend on training."""
     base = decoder_base(model)
     if _trainable_or_adapted(base.embed_tokens):
-        raise ValueError(
+        raise UserInputError(
             "backbone.cache_prefix: the token embedding is trainable or adapted, so no block's input can be "
             "cached; adapt only transformer blocks (adapter.top_layers=k) or set backbone.cache_prefix=false"
         )
@@ -101,7 +102,7 @@ def _check_deterministic(base: nn.Module, start: int) -> None:
     rate = float(getattr(base.config, "attention_dropout", 0.0) or 0.0)
     if noisy or (start > 0 and rate > 0):
         where = f"dropout modules in {noisy[:5]}" if noisy else f"config.attention_dropout={rate}"
-        raise ValueError(
+        raise UserInputError(
             f"backbone.cache_prefix: the cached bottom blocks have {where}, but their states are computed "
             "once without dropout; set the backbone's dropout in those blocks to 0 or backbone.cache_prefix=false"
         )

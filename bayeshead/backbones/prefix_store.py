@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from bayeshead.errors import UserInputError
+from bayeshead.errors import InputTypeError, UserInputError
 
 __all__ = ["PrefixCacheError", "PrefixCacheMismatch", "PrefixStore", "write_store", "open_store", "MANIFEST"]
 
@@ -109,11 +109,11 @@ def write_store(
     folder = Path(folder)
     dtype = str(states.dtype).removeprefix("torch.")
     if dtype not in _NUMPY_DTYPES:
-        raise TypeError(f"prefix states must be float16/bfloat16/float32/float64, got {states.dtype}")
+        raise InputTypeError(f"prefix states must be float16/bfloat16/float32/float64, got {states.dtype}")
     n_rows, width = states.shape
     n_examples = len(offsets) - 1
     if int(offsets[-1]) != n_rows or positions.shape != (n_rows,) or keys.shape != (n_examples, 16):
-        raise ValueError(
+        raise UserInputError(
             f"inconsistent prefix cache arrays: {n_rows} state rows, {tuple(positions.shape)} positions, "
             f"offsets ending at {int(offsets[-1])}, keys {keys.shape} for {n_examples} examples"
         )

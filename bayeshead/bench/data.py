@@ -61,7 +61,7 @@ class BenchData:
 
     def __post_init__(self) -> None:
         if self.ood_pair is not None and (self.ood is None or len(self.ood) != len(self.ood_pair)):
-            raise ValueError(
+            raise UserInputError(
                 f"ood_pair holds {len(self.ood_pair)} second texts but ood holds "
                 f"{0 if self.ood is None else len(self.ood)} first texts; give one per OOD text"
             )
@@ -106,7 +106,7 @@ def tweet_benchmark(
     data = load_tweets()
     need = n_train + n_val + n_test
     if need > len(data):
-        raise ValueError(f"asked for {need} tweets (train+val+test) but the corpus has {len(data)}")
+        raise UserInputError(f"asked for {need} tweets (train+val+test) but the corpus has {len(data)}")
     order = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed)).tolist()
     train = _take(data, order, 0, n_train, "train")
     val = _take(data, order, n_train, n_val, "val")
@@ -317,7 +317,7 @@ def stsb_classes(data: TextDataset, edges: tuple[float, ...] = (2.0, 4.0)) -> Te
     ``edges`` (default (2, 4): class 0 "dissimilar" = score < 2, 1 "related" = 2 ≤ score < 4,
     2 "similar" = score ≥ 4)."""
     if list(edges) != sorted(edges) or not edges:
-        raise ValueError(f"edges must be a non-empty increasing tuple of scores, got {edges}")
+        raise UserInputError(f"edges must be a non-empty increasing tuple of scores, got {edges}")
     labels = torch.bucketize(data.labels.double(), torch.tensor(edges, dtype=torch.float64), right=True)
     names = ["dissimilar", "related", "similar"] if len(edges) == 2 else [f"bin{c}" for c in range(len(edges) + 1)]
     return TextDataset(
@@ -364,7 +364,7 @@ def stsb_benchmark(
     if target_type == "classification":
         fit, val, test, forum = (stsb_classes(d) for d in (fit, val, test, forum))
     elif target_type != "regression":
-        raise ValueError(f"target_type must be 'regression' or 'classification', got {target_type!r}")
+        raise UserInputError(f"target_type must be 'regression' or 'classification', got {target_type!r}")
     what = "3-way classes (score < 2, < 4, >= 4)" if target_type == "classification" else "score in [0, 5]"
     description = (
         f"STS-B sentence pairs ({what}), seed {seed}: {len(fit)} train / {len(val)} val (both captions + news "

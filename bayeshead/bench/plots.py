@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from bayeshead.errors import UserInputError
 from bayeshead.metrics.calibration import ReliabilityBins
 
 __all__ = ["reliability_diagram", "comparison_figure"]
@@ -70,7 +71,7 @@ def reliability_diagram(
 def _reliability_figure(figure_class: Any, bins: ReliabilityBins, title: str) -> Any:
     """The figure of :func:`reliability_diagram` (top axis first, then the counts axis)."""
     if bins.total == 0:
-        raise ValueError("the reliability bins hold no examples; nothing to draw")
+        raise UserInputError("the reliability bins hold no examples; nothing to draw")
     lefts = list(bins.edges[:-1])
     widths = [right - left for left, right in zip(bins.edges[:-1], bins.edges[1:], strict=True)]
     filled = [i for i, count in enumerate(bins.counts) if count > 0]
@@ -174,7 +175,7 @@ def _metric_value(row: Mapping[str, Any], metric: str, method: str) -> tuple[flo
     elif f"{metric}_mean" in row:
         mean = row[f"{metric}_mean"]
     else:
-        raise ValueError(
+        raise UserInputError(
             f"comparison row for method {method!r} has no {metric!r} (or {metric + '_mean'!r}); "
             f"its keys are {sorted(row)}"
         )
@@ -206,13 +207,13 @@ def comparison_figure(
     """
     figure_class, canvas_class = _figure_classes()
     if not rows:
-        raise ValueError("comparison_figure needs at least one row (one method)")
+        raise UserInputError("comparison_figure needs at least one row (one method)")
     if not metrics:
-        raise ValueError("comparison_figure needs at least one metric")
+        raise UserInputError("comparison_figure needs at least one metric")
     methods = []
     for index, row in enumerate(rows):
         if "method" not in row:
-            raise ValueError(
+            raise UserInputError(
                 f"comparison row {index} has no 'method' key; its keys are {sorted(row)}"
             )
         methods.append(str(row["method"]))

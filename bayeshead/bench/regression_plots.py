@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from bayeshead.bench.plots import _figure_classes, _save
+from bayeshead.errors import InputTypeError, UserInputError
 from bayeshead.metrics.regression import interval_coverage
 
 __all__ = ["calibration_curve_plot", "predicted_vs_true_plot"]
@@ -26,13 +27,13 @@ __all__ = ["calibration_curve_plot", "predicted_vs_true_plot"]
 
 def _curve(name: str, curve: tuple[Tensor, Tensor]) -> tuple[list[float], list[float]]:
     if not (isinstance(curve, tuple) and len(curve) == 2):
-        raise TypeError(
+        raise InputTypeError(
             f"curve {name!r} must be the (expected, observed) pair of bayeshead.metrics.calibration_curve, "
             f"got {type(curve).__name__}"
         )
     expected, observed = (torch.as_tensor(c, dtype=torch.float64).flatten() for c in curve)
     if expected.shape != observed.shape or expected.numel() == 0:
-        raise ValueError(
+        raise UserInputError(
             f"curve {name!r}: expected and observed must be non-empty and of one length, got "
             f"{expected.numel()} and {observed.numel()}"
         )
@@ -54,7 +55,7 @@ def calibration_curve_plot(
     up or down, a biased mean. The legend gives each method's mean |p − p̂| over the plotted
     levels."""
     if not curves:
-        raise ValueError("curves is empty; pass {method name: calibration_curve(mean, var, targets)}")
+        raise UserInputError("curves is empty; pass {method name: calibration_curve(mean, var, targets)}")
     figure_class, canvas_class = _figure_classes()
     figure = figure_class(figsize=(5.2, 5.0))
     axes = figure.add_subplot(1, 1, 1)
@@ -84,7 +85,7 @@ def _column(value: Tensor, name: str, output: int) -> Tensor:
     if tensor.dim() == 1:
         return tensor
     if tensor.dim() != 2 or not 0 <= output < tensor.shape[1]:
-        raise ValueError(f"{name} must be (N,) or (N, k) with output < k, got shape {tuple(tensor.shape)} and output={output}")
+        raise UserInputError(f"{name} must be (N,) or (N, k) with output < k, got shape {tuple(tensor.shape)} and output={output}")
     return tensor[:, output]
 
 

@@ -19,6 +19,8 @@ from typing import Any
 
 import torch
 
+from bayeshead.errors import UserInputError
+
 __all__ = [
     "REGRESSION_COLUMNS",
     "REGRESSION_OOD_SET_COLUMNS",
@@ -66,10 +68,10 @@ def pooled_calibration_curve(runs: Sequence[dict[str, Any]]) -> tuple[torch.Tens
     """(expected, observed) quantile coverage averaged over ``runs`` (seeds of one method)."""
     curves = [run["metrics"].get("calibration_curve") for run in runs]
     if any(c is None for c in curves):
-        raise ValueError("a regression run lacks metrics['calibration_curve']; re-run it with this bayeshead version")
+        raise UserInputError("a regression run lacks metrics['calibration_curve']; re-run it with this bayeshead version")
     expected = curves[0]["expected"]
     if any(c["expected"] != expected for c in curves):
-        raise ValueError("runs of one method use different quantile levels; cannot pool their calibration curves")
+        raise UserInputError("runs of one method use different quantile levels; cannot pool their calibration curves")
     observed = [statistics.fmean(values) for values in zip(*(c["observed"] for c in curves), strict=True)]
     return torch.tensor(expected, dtype=torch.float64), torch.tensor(observed, dtype=torch.float64)
 

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from bayeshead.bench.paths import inside, safe_name
+from bayeshead.errors import UserInputError
 
 __all__ = [
     "COLUMNS",
@@ -77,11 +78,11 @@ def load_runs(directory: str | Path) -> list[dict[str, Any]]:
         try:
             record = json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as err:
-            raise ValueError(f"{path}: not valid JSON ({err.msg}); delete or fix it") from None
+            raise UserInputError(f"{path}: not valid JSON ({err.msg}); delete or fix it") from None
         if isinstance(record, dict) and "method" in record and "metrics" in record:
             runs.append(record)
     if not runs:
-        raise ValueError(f"no run records (JSON with 'method' and 'metrics') under {directory}")
+        raise UserInputError(f"no run records (JSON with 'method' and 'metrics') under {directory}")
     runs.sort(key=_suite_order)  # stable: records without a suite position keep the path order
     return runs
 
@@ -255,7 +256,7 @@ def pooled_bins(runs: Sequence[dict[str, Any]]):  # noqa: ANN201 - ReliabilityBi
     for run in runs:
         rel = run["metrics"]["reliability"]
         if rel["edges"] != first["edges"]:
-            raise ValueError("runs of one method use different reliability bins; cannot pool them")
+            raise UserInputError("runs of one method use different reliability bins; cannot pool them")
         for b in range(n):
             c = rel["counts"][b]
             if c:
@@ -299,7 +300,7 @@ def paired_differences(
     trained = [m for m in methods if any(r["method"] == m and r.get("method_kind") != "zero_shot" for r in runs)]
     base = baseline if baseline is not None else (trained or methods)[0]
     if base not in methods:
-        raise ValueError(
+        raise UserInputError(
             f"paired baseline {base!r} is not among the methods of these runs: {methods}; "
             "pass one of them"
         )
@@ -415,7 +416,7 @@ def write_report(
     written = {"markdown": out_dir / "results.md", "csv": write_csv(rows, out_dir / "results.csv")}
     if baseline is not None and all(run["method"] != baseline for run in runs):
         methods = sorted({run["method"] for run in runs})
-        raise ValueError(
+        raise UserInputError(
             f"baseline {baseline!r} is not a method of these runs; pick one of {methods}"
         )
     paired: dict[str | None, tuple[str, dict[str, dict[str, Any]]]] = {}

@@ -27,6 +27,7 @@ from pydantic import Field, PositiveInt, PrivateAttr, model_validator
 
 from bayeshead.bench.tune_config import MethodTuning, TuneConfig
 from bayeshead.config import ConfigError, StrictModel, read_config_file
+from bayeshead.errors import UserInputError
 
 __all__ = ["FORMULATIONS", "MethodSpec", "SuiteConfig", "QUICK", "SUITES", "load_suite"]
 
@@ -54,7 +55,7 @@ class MethodSpec(StrictModel):
     @classmethod
     def _moved_ensemble_members(cls, data: Any) -> Any:
         if isinstance(data, dict) and "ensemble_members" in data:
-            raise ValueError(
+            raise UserInputError(
                 f"'ensemble_members: {data['ensemble_members']}' was replaced by the ensemble method: add "
                 f"the overrides method.kind=ensemble and method.members={data['ensemble_members']}"
             )
@@ -122,19 +123,19 @@ class SuiteConfig(StrictModel):
         named = [*self.tasks, *self.ood_tasks, *(t for ts in self.ood_tasks.values() for t in ts)]
         unknown = sorted({t for t in named if t not in TASKS})
         if unknown:
-            raise ValueError(f"unknown task(s) {unknown}; known tasks: {', '.join(TASKS.names())}")
+            raise UserInputError(f"unknown task(s) {unknown}; known tasks: {', '.join(TASKS.names())}")
         stray = sorted(set(self.ood_tasks) - set(self.tasks))
         if stray:
-            raise ValueError(f"ood_tasks names {stray}, which are not in tasks {self.tasks}")
+            raise UserInputError(f"ood_tasks names {stray}, which are not in tasks {self.tasks}")
         if not self.methods and not self.zero_shot:
-            raise ValueError("a suite needs at least one method (or, for QA tasks, a zero_shot row)")
+            raise UserInputError("a suite needs at least one method (or, for QA tasks, a zero_shot row)")
         if self.zero_shot and not self.tasks:
-            raise ValueError("zero_shot rows score QA tasks; list the suite's tasks or drop zero_shot")
+            raise UserInputError("zero_shot rows score QA tasks; list the suite's tasks or drop zero_shot")
         stray = sorted(set(self.formulation) - set(self.tasks))
         if stray:
-            raise ValueError(f"formulation names {stray}, which are not in tasks {self.tasks}")
+            raise UserInputError(f"formulation names {stray}, which are not in tasks {self.tasks}")
         if self.tasks and self.dataset != "tweets":
-            raise ValueError(f"a suite runs either QA tasks {self.tasks} or dataset {self.dataset!r}, not both")
+            raise UserInputError(f"a suite runs either QA tasks {self.tasks} or dataset {self.dataset!r}, not both")
         return self
 
     @model_validator(mode="after")
@@ -142,14 +143,14 @@ class SuiteConfig(StrictModel):
         names = [m.name for m in self.methods]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
-            raise ValueError(f"method names must be unique; repeated: {dupes}")
+            raise UserInputError(f"method names must be unique; repeated: {dupes}")
         stray = sorted(set(self.tune.methods) - set(names))
         if stray:
-            raise ValueError(f"tune.methods names {stray}, which are not methods of the suite {names}")
+            raise UserInputError(f"tune.methods names {stray}, which are not methods of the suite {names}")
         for method in self.methods:
             stray = sorted(set(method.task_overrides) - set(self.tasks))
             if stray:
-                raise ValueError(
+                raise UserInputError(
                     f"method {method.name!r}: task_overrides names {stray}, which are not tasks of the suite "
                     f"{self.tasks}"
                 )

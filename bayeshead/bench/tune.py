@@ -36,7 +36,7 @@ from bayeshead.bench.data import BenchData
 from bayeshead.bench.runner import method_config
 from bayeshead.bench.suite import MethodSpec, SuiteConfig
 from bayeshead.bench.tune_trial import ValidationData, format_override, run_trial
-from bayeshead.errors import UserInputError
+from bayeshead.errors import InputTypeError, UserInputError
 from bayeshead.search_space import Choice, IntRange, LogUniform, SearchSpace, Uniform
 
 if TYPE_CHECKING:
@@ -108,7 +108,7 @@ def _suggest(trial: optuna.Trial, space: SearchSpace) -> dict[str, Any]:
         elif isinstance(dist, Choice):
             params[key] = trial.suggest_categorical(key, dist.values)
         else:  # pragma: no cover - the Distribution union is closed
-            raise TypeError(f"unknown distribution {dist!r}")
+            raise InputTypeError(f"unknown distribution {dist!r}")
     return params
 
 

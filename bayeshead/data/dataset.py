@@ -28,6 +28,7 @@ import torch
 from torch import Tensor
 
 from bayeshead.backbones.option_groups import check_option_groups
+from bayeshead.errors import InputTypeError, UserInputError
 
 __all__ = ["TextDataset", "TextBatch", "TargetType", "TARGET_TYPES"]
 
@@ -50,7 +51,7 @@ class TextBatch:
 
     def __iter__(self) -> Iterator[object]:
         if self.text_pair is not None:
-            raise TypeError(
+            raise InputTypeError(
                 "this batch holds text pairs and cannot be unpacked as (texts, labels), which would drop "
                 "the second texts; use batch.texts, batch.text_pair and batch.labels instead"
             )
@@ -61,7 +62,7 @@ def _check_strings(values: Sequence[object], what: str, name: str) -> list[str]:
     values = list(values)
     bad = [i for i, t in enumerate(values) if not isinstance(t, str)]
     if bad:
-        raise TypeError(
+        raise InputTypeError(
             f"{name}: {what} must be strings; rows {bad[:10]} are not (row {bad[0]} is "
             f"{type(values[bad[0]]).__name__} {values[bad[0]]!r})"
         )
@@ -97,23 +98,23 @@ class TextDataset:
             if self.target_type is None:
                 self.target_type = "multiple_choice"
             if self.target_type != "multiple_choice":
-                raise ValueError(
+                raise UserInputError(
                     f"{self.name}: the texts are option groups (multiple choice) but target_type="
                     f"{self.target_type!r}; use target_type='multiple_choice' or give one string per example"
                 )
             if self.text_pair is not None:
-                raise ValueError(f"{self.name}: option groups take no text_pair; put each option's full text in its group")
+                raise UserInputError(f"{self.name}: option groups take no text_pair; put each option's full text in its group")
         else:
             self.texts = _check_strings(self.texts, "texts", self.name)
             if self.target_type == "multiple_choice":
-                raise TypeError(
+                raise InputTypeError(
                     f"{self.name}: target_type='multiple_choice' needs option groups (a tuple of option texts per "
                     "example), got plain strings"
                 )
         if self.text_pair is not None:
             self.text_pair = _check_strings(self.text_pair, "text_pair", self.name)
             if len(self.text_pair) != len(self.texts):
-                raise ValueError(
+                raise UserInputError(
                     f"{self.name}: {len(self.texts)} texts but {len(self.text_pair)} text_pair entries; "
                     "give one second text per first text"
                 )
@@ -121,11 +122,11 @@ class TextDataset:
         if self.target_type is None:
             self.target_type = "regression" if labels.is_floating_point() else "classification"
         if self.target_type not in TARGET_TYPES:
-            raise ValueError(
+            raise UserInputError(
                 f"{self.name}: target_type must be 'classification' or 'regression', got {self.target_type!r}"
             )
         if labels.is_complex():
-            raise TypeError(f"{self.name}: labels must be real numbers, got dtype {labels.dtype}")
+            raise InputTypeError(f"{self.name}: labels must be real numbers, got dtype {labels.dtype}")
         if self.target_type == "regression":
             self.labels = self._regression_targets(labels)
         else:
@@ -133,18 +134,18 @@ class TextDataset:
         if self.target_type == "multiple_choice":
             self._check_option_labels()
         if len(self.texts) != len(self.labels):
-            raise ValueError(f"{self.name}: {len(self.texts)} texts but {len(self.labels)} labels")
+            raise UserInputError(f"{self.name}: {len(self.texts)} texts but {len(self.labels)} labels")
 
     def _regression_targets(self, labels: Tensor) -> Tensor:
         dtype = torch.float64 if labels.dtype == torch.float64 else torch.float32
         labels = labels.detach().to(dtype)
         if labels.dim() == 0 or labels.dim() > 2:
-            raise ValueError(
+            raise UserInputError(
                 f"{self.name}: regression targets must have shape (N,) or (N, k), got {tuple(labels.shape)}"
             )
         if labels.numel() and not torch.isfinite(labels).all():
             row = _first_bad_row(~torch.isfinite(labels))
-            raise ValueError(
+            raise UserInputError(
                 f"{self.name}: row {row}: target {labels[row].tolist()} is not finite (NaN or inf); "
                 "drop or fix that example"
             )
@@ -156,13 +157,13 @@ class TextDataset:
             bad = ~torch.isfinite(labels) | (labels != labels.round())
             if bad.any():
                 row = int(bad.nonzero()[0])
-                raise ValueError(
+                raise UserInputError(
                     f"{self.name}: row {row}: label {labels[row].item()} is not a class index; "
                     "for real-valued targets use target_type='regression'"
                 )
         labels = labels.long()
         if len(labels) and labels.min() < 0:
-            raise ValueError(f"{self.name}: labels must be >= 0, got {int(labels.min())}")
+            raise UserInputError(f"{self.name}: labels must be >= 0, got {int(labels.min())}")
         if not self.class_names:
             n = int(labels.max()) + 1 if len(labels) else 0
             if self.target_type == "multiple_choice":
@@ -177,12 +178,12 @@ class TextDataset:
         bad = self.labels >= sizes
         if bool(bad.any()):
             row = int(bad.nonzero()[0])
-            raise ValueError(
+            raise UserInputError(
                 f"{self.name}: row {row} has {int(sizes[row])} options but label {int(self.labels[row])}; "
                 "a label indexes the example's own options (0-based)"
             )
         if len(sizes) and int(sizes.max()) > len(self.class_names):
-            raise ValueError(
+            raise UserInputError(
                 f"{self.name}: an example has {int(sizes.max())} options but class_names name "
                 f"{len(self.class_names)} positions; give one name per option position (e.g. A, B, C, D, E)"
             )
@@ -217,7 +218,7 @@ class TextDataset:
     @property
     def num_classes(self) -> int:
         if self.is_regression:
-            raise ValueError(
+            raise UserInputError(
                 f"{self.name}: a regression dataset has no classes; use num_outputs (the number of "
                 "target columns) instead"
             )

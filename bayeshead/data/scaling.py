@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from bayeshead.errors import InputTypeError, UserInputError
 from bayeshead.types import GaussianPredictive
 
 __all__ = ["TargetScaler"]
@@ -24,16 +25,16 @@ __all__ = ["TargetScaler"]
 
 def _as_matrix(targets: Tensor, what: str) -> Tensor:
     if not isinstance(targets, Tensor):
-        raise TypeError(f"{what} must be a torch.Tensor of shape (N,) or (N, k), got {type(targets).__name__}")
+        raise InputTypeError(f"{what} must be a torch.Tensor of shape (N,) or (N, k), got {type(targets).__name__}")
     if not targets.is_floating_point():
-        raise TypeError(
+        raise InputTypeError(
             f"{what} must be floating point (regression targets), got dtype {targets.dtype}; "
             "class labels are not standardised"
         )
     if targets.dim() == 1:
         return targets.unsqueeze(-1)
     if targets.dim() != 2:
-        raise ValueError(f"{what} must have shape (N,) or (N, k), got {tuple(targets.shape)}")
+        raise UserInputError(f"{what} must have shape (N,) or (N, k), got {tuple(targets.shape)}")
     return targets
 
 
@@ -48,22 +49,22 @@ class TargetScaler:
         self.mean = torch.as_tensor(self.mean, dtype=torch.float64).reshape(-1)
         self.std = torch.as_tensor(self.std, dtype=torch.float64).reshape(-1)
         if self.mean.shape != self.std.shape:
-            raise ValueError(f"mean and std must have one shape, got {tuple(self.mean.shape)} and {tuple(self.std.shape)}")
+            raise UserInputError(f"mean and std must have one shape, got {tuple(self.mean.shape)} and {tuple(self.std.shape)}")
         if not (torch.isfinite(self.std).all() and (self.std > 0).all()):
-            raise ValueError(f"std must be finite and > 0, got {self.std.tolist()}")
+            raise UserInputError(f"std must be finite and > 0, got {self.std.tolist()}")
 
     @classmethod
     def fit(cls, targets: Tensor) -> TargetScaler:
         """Mean and population std (ddof = 0) per output of the training ``targets`` (N,) or (N, k)."""
         y = _as_matrix(targets, "targets").detach().double()
         if y.shape[0] < 2:
-            raise ValueError(f"fitting a TargetScaler needs at least 2 training targets, got {y.shape[0]}")
+            raise UserInputError(f"fitting a TargetScaler needs at least 2 training targets, got {y.shape[0]}")
         if not torch.isfinite(y).all():
-            raise ValueError("targets contain NaN or inf; remove those rows before fitting the scaler")
+            raise UserInputError("targets contain NaN or inf; remove those rows before fitting the scaler")
         std = y.std(dim=0, unbiased=False)
         flat = (std <= 1e-12 * y.abs().amax(dim=0).clamp_min(1.0)).nonzero().flatten().tolist()
         if flat:
-            raise ValueError(
+            raise UserInputError(
                 f"target column(s) {flat} are constant on the training data; there is nothing to standardise "
                 "(and nothing to regress): check the target column"
             )
@@ -75,7 +76,7 @@ class TargetScaler:
 
     def _params(self, like: Tensor) -> tuple[Tensor, Tensor]:
         if like.shape[-1] != self.num_outputs:
-            raise ValueError(
+            raise UserInputError(
                 f"the scaler was fitted on {self.num_outputs} output(s) but got a tensor with last dimension "
                 f"{like.shape[-1]} (shape {tuple(like.shape)})"
             )
@@ -97,7 +98,7 @@ class TargetScaler:
         """N(μ_z, v_z) on the standardised scale → N(mean + std·μ_z, std²·v_z) on the original (an
         epistemic part scales by std² too)."""
         if not isinstance(predictive, GaussianPredictive):
-            raise TypeError(f"expected a GaussianPredictive, got {type(predictive).__name__}")
+            raise InputTypeError(f"expected a GaussianPredictive, got {type(predictive).__name__}")
         mean, std = self._params(predictive.mean)
         epistemic = predictive.epistemic_var
         return GaussianPredictive(

@@ -20,6 +20,7 @@ import torch
 
 from bayeshead.data.dataset import TextDataset
 from bayeshead.data.textfile import DataFileError, read_text_file
+from bayeshead.errors import UserInputError
 
 __all__ = ["STSB_SPLITS", "STSB_GENRES", "STSPair", "stsb_path", "read_stsb", "load_stsb"]
 
@@ -49,7 +50,7 @@ def stsb_path(split: str, data_dir: str | Path | None = None) -> Path:
     """``<data_dir>/stsb/sts-<split>.csv``; ``data_dir`` defaults to ``$BAYESHEAD_DATA`` or
     ``../shared/data``."""
     if split not in STSB_SPLITS:
-        raise ValueError(f"STS-B split must be one of {STSB_SPLITS}, got {split!r}")
+        raise UserInputError(f"STS-B split must be one of {STSB_SPLITS}, got {split!r}")
     if data_dir is None:
         from bayeshead.tasks.splits import default_data_dir
 
@@ -101,7 +102,7 @@ def load_stsb(
     if genres is not None:
         unknown = sorted(set(genres) - set(STSB_GENRES))
         if unknown or not genres:
-            raise ValueError(f"genres must be a non-empty subset of {STSB_GENRES}, got {sorted(genres)}")
+            raise UserInputError(f"genres must be a non-empty subset of {STSB_GENRES}, got {sorted(genres)}")
     pairs = read_stsb(stsb_path(split, data_dir))
     if genres is not None:
         pairs = [p for p in pairs if p.genre in genres]

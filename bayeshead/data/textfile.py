@@ -219,12 +219,12 @@ def load_text_file(
     """
     path = Path(path)
     if target_type not in TARGET_TYPES:
-        raise ValueError(f"target_type must be 'classification' or 'regression', got {target_type!r}")
+        raise UserInputError(f"target_type must be 'classification' or 'regression', got {target_type!r}")
     label_fields = [label_field] if isinstance(label_field, str) else list(label_field)
     if not label_fields:
-        raise ValueError("label_field names no column; give at least one")
+        raise UserInputError("label_field names no column; give at least one")
     if target_type == "classification" and len(label_fields) != 1:
-        raise ValueError(
+        raise UserInputError(
             f"classification reads one label column, got {label_fields}; several columns are regression "
             "targets (target_type='regression')"
         )

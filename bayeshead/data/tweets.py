@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from bayeshead.data.dataset import TextDataset
+from bayeshead.errors import UserInputError
 
 __all__ = ["TWEET_CLASSES", "tweet_corpus_path", "decode_mixed", "load_tweets"]
 
@@ -62,7 +63,7 @@ def load_tweets(path: str | Path | None = None) -> TextDataset:
         label = (row.get("sentiment") or "").strip()
         text = (row.get("text") or "").strip()
         if label not in index:
-            raise ValueError(f"{path}: row {row_number}: sentiment {label!r} is not one of {TWEET_CLASSES}")
+            raise UserInputError(f"{path}: row {row_number}: sentiment {label!r} is not one of {TWEET_CLASSES}")
         if text:
             texts.append(text)
             labels.append(index[label])

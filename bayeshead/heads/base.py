@@ -25,7 +25,7 @@ from pydantic import PositiveInt
 from torch import Tensor, nn
 
 from bayeshead.config import ComponentConfig
-from bayeshead.errors import NotFittedError, UserInputError
+from bayeshead.errors import InputTypeError, NotFittedError, UserInputError
 from bayeshead.types import LossTerms, Predictive
 
 __all__ = ["HeadConfig", "LateFittedFlag", "UncertaintyHead", "check_features", "check_class_targets"]
@@ -41,32 +41,32 @@ class HeadConfig(ComponentConfig):
 def check_features(features: Tensor, in_features: int, head: str) -> Tensor:
     """Validate a (B, d) float feature batch; return it as fp32 or wider (never half precision)."""
     if not isinstance(features, Tensor):
-        raise TypeError(f"{head}: features must be a torch.Tensor of shape (batch, {in_features}), got {type(features).__name__}")
+        raise InputTypeError(f"{head}: features must be a torch.Tensor of shape (batch, {in_features}), got {type(features).__name__}")
     if features.dim() != 2 or features.shape[1] != in_features:
-        raise ValueError(
+        raise UserInputError(
             f"{head}: expected features of shape (batch, {in_features}), got {tuple(features.shape)}; "
             "the head's in_features must equal the backbone's feature width"
         )
     if not features.is_floating_point():
-        raise TypeError(f"{head}: features must be floating point, got {features.dtype}")
+        raise InputTypeError(f"{head}: features must be floating point, got {features.dtype}")
     if features.dtype in (torch.float16, torch.bfloat16):
         features = features.float()
     if not torch.isfinite(features).all():
         bad = (~torch.isfinite(features)).any(dim=1).nonzero().flatten().tolist()
-        raise ValueError(f"{head}: features contain NaN or inf in rows {bad[:10]}; check the backbone dtype and inputs")
+        raise UserInputError(f"{head}: features contain NaN or inf in rows {bad[:10]}; check the backbone dtype and inputs")
     return features
 
 
 def check_class_targets(targets: Tensor, batch: int, num_classes: int, head: str) -> Tensor:
     """Validate integer class labels of shape (B,) in [0, C); return them as int64."""
     if not isinstance(targets, Tensor):
-        raise TypeError(f"{head}: targets must be a torch.Tensor of class indices, got {type(targets).__name__}")
+        raise InputTypeError(f"{head}: targets must be a torch.Tensor of class indices, got {type(targets).__name__}")
     if targets.is_floating_point() or targets.is_complex() or targets.dtype == torch.bool:
-        raise TypeError(f"{head}: targets must be integer class indices, got dtype {targets.dtype}")
+        raise InputTypeError(f"{head}: targets must be integer class indices, got dtype {targets.dtype}")
     if targets.shape != (batch,):
-        raise ValueError(f"{head}: expected targets of shape ({batch},), got {tuple(targets.shape)}")
+        raise UserInputError(f"{head}: expected targets of shape ({batch},), got {tuple(targets.shape)}")
     if batch and (targets.min() < 0 or targets.max() >= num_classes):
-        raise ValueError(
+        raise UserInputError(
             f"{head}: labels must lie in [0, {num_classes}), got values in "
             f"[{int(targets.min())}, {int(targets.max())}]"
         )
@@ -92,7 +92,7 @@ class UncertaintyHead(nn.Module, ABC):
     def __init__(self, in_features: int, num_outputs: int, config: HeadConfig | None = None) -> None:
         super().__init__()
         if in_features <= 0 or num_outputs <= 0:
-            raise ValueError(
+            raise UserInputError(
                 f"{type(self).__name__}: in_features and num_outputs must be positive, got {in_features} and {num_outputs}"
             )
         if self.task_type == "classification" and num_outputs < 2:
@@ -116,7 +116,7 @@ class UncertaintyHead(nn.Module, ABC):
         """N_train for the 1/N weighting of prior terms; set it in the config or with ``set_n_train``."""
         n = self.config.n_train
         if n is None:
-            raise ValueError(
+            raise UserInputError(
                 f"{type(self).__name__}: n_train is unset; pass it in the head config or call "
                 "head.set_n_train(len(train_data)) before computing the loss"
             )

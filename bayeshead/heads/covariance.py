@@ -33,6 +33,8 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from bayeshead.errors import UserInputError
+
 __all__ = ["CovarianceKind", "GaussianRows"]
 
 CovarianceKind = Literal["diagonal", "dense", "lowrank"]
@@ -59,7 +61,7 @@ class GaussianRows(nn.Module):
     ) -> None:
         super().__init__()
         if kind not in ("diagonal", "dense", "lowrank"):
-            raise ValueError(f"covariance must be 'diagonal', 'dense' or 'lowrank', got {kind!r}")
+            raise UserInputError(f"covariance must be 'diagonal', 'dense' or 'lowrank', got {kind!r}")
         self.kind: CovarianceKind = kind
         self.rows, self.dim = int(rows), int(dim)
         self.shared = bool(shared)
@@ -71,7 +73,7 @@ class GaussianRows(nn.Module):
             self.tril = nn.Parameter(torch.zeros(groups, dim, dim))
         elif kind == "lowrank":
             if rank is None or not 1 <= rank <= dim:
-                raise ValueError(f"lowrank covariance needs 1 <= rank <= {dim}, got {rank}")
+                raise UserInputError(f"lowrank covariance needs 1 <= rank <= {dim}, got {rank}")
             self.rank = int(rank)
             # F = 0 is a stationary point of the ELBO (every gradient in F is linear in F), so
             # the factor starts small and random.
@@ -94,13 +96,13 @@ class GaussianRows(nn.Module):
     def strict_lower(self) -> Tensor:
         """The strictly lower triangle of the dense factor L, shape (G, d, d)."""
         if self.kind != "dense":
-            raise ValueError("strict_lower() exists for the dense parameterization only")
+            raise UserInputError("strict_lower() exists for the dense parameterization only")
         return self.tril.tril(-1)
 
     def cholesky(self) -> Tensor:
         """The dense factor L = tril(tril, −1) + diag(exp(log_scale)), shape (G, d, d)."""
         if self.kind != "dense":
-            raise ValueError("cholesky() exists for the dense parameterization only")
+            raise UserInputError("cholesky() exists for the dense parameterization only")
         return self.strict_lower() + torch.diag_embed(self.scale_diag())
 
     def covariance(self) -> Tensor:
@@ -195,7 +197,7 @@ class GaussianRows(nn.Module):
     @torch.no_grad()
     def set_mean(self, mean: Tensor) -> None:
         if mean.shape != self.mean.shape:
-            raise ValueError(f"expected a mean of shape {tuple(self.mean.shape)}, got {tuple(mean.shape)}")
+            raise UserInputError(f"expected a mean of shape {tuple(self.mean.shape)}, got {tuple(mean.shape)}")
         self.mean.copy_(mean.to(self.mean.dtype))
 
     @torch.no_grad()
@@ -203,7 +205,7 @@ class GaussianRows(nn.Module):
         """Set every S_r to std²·I: diagonal std (all kinds), strict lower part 0 (dense), and the
         low-rank factor redrawn small (1e-2·std/√rank, since F = 0 is a stationary point)."""
         if not std > 0:
-            raise ValueError(f"the covariance standard deviation must be positive, got {std}")
+            raise UserInputError(f"the covariance standard deviation must be positive, got {std}")
         self.log_scale.fill_(math.log(std))
         if self.kind == "dense":
             self.tril.zero_()
@@ -215,16 +217,16 @@ class GaussianRows(nn.Module):
         """Set S_r = ``covariance[r]`` (G, d, d), symmetric positive definite, through its
         Cholesky factor (dense parameterization only; G = 1 when the covariance is shared)."""
         if self.kind != "dense":
-            raise ValueError(
+            raise UserInputError(
                 f"setting full covariances needs covariance='dense', this posterior is {self.kind!r}"
             )
         expected = (self.cov_rows, self.dim, self.dim)
         if covariance.shape != expected:
             shared = " (one shared covariance)" if self.shared else ""
-            raise ValueError(f"expected covariances of shape {expected}{shared}, got {tuple(covariance.shape)}")
+            raise UserInputError(f"expected covariances of shape {expected}{shared}, got {tuple(covariance.shape)}")
         chol, info = torch.linalg.cholesky_ex(covariance.to(torch.float64))
         if bool((info != 0).any()):
-            raise ValueError(f"covariances of rows {(info != 0).nonzero().flatten().tolist()} are not positive definite")
+            raise UserInputError(f"covariances of rows {(info != 0).nonzero().flatten().tolist()} are not positive definite")
         diag = torch.diagonal(chol, dim1=-2, dim2=-1)
         self.log_scale.copy_(diag.log().to(self.log_scale.dtype))
         self.tril.copy_(chol.tril(-1).to(self.tril.dtype))

@@ -16,6 +16,7 @@ import math
 import torch
 from torch import Tensor
 
+from bayeshead.errors import UserInputError
 from bayeshead.types import CategoricalPredictive
 
 __all__ = ["probit_predictive", "mc_predictive", "sample_logits", "psd_cholesky"]
@@ -23,10 +24,10 @@ __all__ = ["probit_predictive", "mc_predictive", "sample_logits", "psd_cholesky"
 
 def _check_moments(mean: Tensor, cov: Tensor) -> None:
     if mean.dim() != 2:
-        raise ValueError(f"logit mean must be (batch, classes), got shape {tuple(mean.shape)}")
+        raise UserInputError(f"logit mean must be (batch, classes), got shape {tuple(mean.shape)}")
     b, c = mean.shape
     if cov.shape not in ((b, c, c), (b, c)):
-        raise ValueError(
+        raise UserInputError(
             f"logit covariance must be (batch, classes, classes) = ({b}, {c}, {c}) or its diagonal "
             f"({b}, {c}), got {tuple(cov.shape)}"
         )
@@ -61,7 +62,7 @@ def sample_logits(
     """S draws of f ~ N(μ, Σ_f): shape (S, B, C). ``cov`` is (B, C, C) or its diagonal (B, C)."""
     _check_moments(mean, cov)
     if n_samples <= 0:
-        raise ValueError(f"n_samples must be a positive integer, got {n_samples}")
+        raise UserInputError(f"n_samples must be a positive integer, got {n_samples}")
     eps = torch.randn(
         (n_samples, *mean.shape), generator=generator, dtype=mean.dtype, device=mean.device
     )

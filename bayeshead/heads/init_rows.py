@@ -26,6 +26,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from bayeshead.errors import InputTypeError, UserInputError
+
 __all__ = ["init_head_from_rows", "SUPPORTED_HEADS"]
 
 SUPPORTED_HEADS = (
@@ -43,24 +45,24 @@ def _head_kind(head: nn.Module) -> str:
 def _check_rows(head: nn.Module, weight: Tensor, bias: Tensor | None) -> None:
     """(C, d) = (num_outputs, in_features) rows and a (C,) bias, finite floats."""
     if not isinstance(weight, Tensor) or (bias is not None and not isinstance(bias, Tensor)):
-        raise TypeError(
+        raise InputTypeError(
             f"init_head_from_rows: weight must be a (C, d) tensor and bias a (C,) tensor or None, got "
             f"{type(weight).__name__} and {type(bias).__name__}"
         )
     expected = (int(head.num_outputs), int(head.in_features))
     if tuple(weight.shape) != expected:
-        raise ValueError(
+        raise UserInputError(
             f"init_head_from_rows: the {_head_kind(head)} head has {expected[0]} outputs and {expected[1]} "
             f"input features, so it expects rows of shape {expected}; got {tuple(weight.shape)}. Give one row "
             "per class (e.g. one answer per class) from a backbone of the head's feature width."
         )
     if bias is not None and tuple(bias.shape) != (expected[0],):
-        raise ValueError(
+        raise UserInputError(
             f"init_head_from_rows: expected a bias of shape ({expected[0]},) (one per class), got {tuple(bias.shape)}"
         )
     for name, value in (("weight", weight), ("bias", bias)):
         if value is not None and (not value.is_floating_point() or not torch.isfinite(value).all()):
-            raise ValueError(
+            raise UserInputError(
                 f"init_head_from_rows: the {name} must be finite floating-point values (got {value.dtype})"
             )
 
@@ -71,7 +73,7 @@ def _set_linear(layer: nn.Linear, weight: Tensor, bias: Tensor | None) -> None:
     layer.weight.copy_(weight.to(device=layer.weight.device, dtype=layer.weight.dtype))
     if layer.bias is None:
         if bias is not None and bool((bias != 0).any()):
-            raise ValueError(
+            raise UserInputError(
                 "init_head_from_rows: got a non-zero bias but the head's linear layer has none; "
                 "set bias=true in the head config (or drop the bias)"
             )
@@ -110,7 +112,7 @@ def init_head_from_rows(head: Any, weight: Tensor, bias: Tensor | None = None) -
     Raises ``TypeError`` for a head kind without class weight rows, ``ValueError`` on shape
     mismatches. Returns ``head``."""
     if not (hasattr(head, "num_outputs") and hasattr(head, "in_features")):
-        raise TypeError(
+        raise InputTypeError(
             f"init_head_from_rows: expected an UncertaintyHead (with num_outputs and in_features), "
             f"got {type(head).__name__}; supported: {SUPPORTED_HEADS}"
         )
@@ -127,7 +129,7 @@ def init_head_from_rows(head: Any, weight: Tensor, bias: Tensor | None = None) -
         for member in head.members:
             _set_linear(member, weight, bias)
     else:
-        raise TypeError(
+        raise InputTypeError(
             f"init_head_from_rows: the {_head_kind(head)} head has no class weight rows to set. "
             f"Supported: {SUPPORTED_HEADS}. Use one of those heads, or give this head an "
             "init_from_linear(weight, bias) method."

@@ -39,6 +39,7 @@ import torch
 from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt, model_validator
 from torch import Tensor, nn
 
+from bayeshead.errors import InputTypeError, UserInputError
 from bayeshead.heads.base import HeadConfig, UncertaintyHead, check_class_targets, check_features
 from bayeshead.heads.deterministic import map_softmax_loss
 from bayeshead.heads.glm_predictive import mc_predictive, probit_predictive
@@ -79,12 +80,12 @@ class LaplaceHeadConfig(HeadConfig):
     @model_validator(mode="after")
     def _check(self) -> LaplaceHeadConfig:
         if self.hessian_structure == "kron" and self.prior_structure == "per_class":
-            raise ValueError(
+            raise UserInputError(
                 "prior_structure='per_class' needs hessian_structure 'full' or 'diag'; the Kronecker "
                 "eigenbasis only admits one scalar prior precision (got hessian_structure='kron')"
             )
         if self.grid_log10_min >= self.grid_log10_max:
-            raise ValueError(
+            raise UserInputError(
                 f"grid_log10_min must be below grid_log10_max, got {self.grid_log10_min} and {self.grid_log10_max}"
             )
         return self
@@ -148,11 +149,11 @@ class LaplaceHead(UncertaintyHead):
         ``targets`` (N,), then choose δ by ``config.prior_optimization`` (``gridsearch`` needs
         ``val_features`` and ``val_targets``). Returns the mean chosen prior precision."""
         if kwargs:
-            raise TypeError(f"{_NAME}: unexpected fit_posthoc arguments {sorted(kwargs)}; it takes val_features, val_targets")
+            raise InputTypeError(f"{_NAME}: unexpected fit_posthoc arguments {sorted(kwargs)}; it takes val_features, val_targets")
         features = check_features(features, self.in_features, _NAME).to(self.dtype)
         targets = check_class_targets(targets, features.shape[0], self.num_outputs, _NAME).to(features.device)
         if features.shape[0] == 0:
-            raise ValueError(f"{_NAME}: fit_posthoc needs at least one training example, got none")
+            raise UserInputError(f"{_NAME}: fit_posthoc needs at least one training example, got none")
         logits = self._mean_logits(features)
         self.map_nll.copy_(nn.functional.cross_entropy(logits, targets, reduction="sum"))
         self.n_data.fill_(features.shape[0])
@@ -182,12 +183,12 @@ class LaplaceHead(UncertaintyHead):
         if delta.dim() == 0:
             delta = delta.reshape(1).expand_as(self.prior_precision)
         if delta.shape != self.prior_precision.shape:
-            raise ValueError(
+            raise UserInputError(
                 f"{_NAME}: prior precision of shape {tuple(self.prior_precision.shape)} expected "
                 f"(prior_structure={self.config.prior_structure!r}), got {tuple(delta.shape)}"
             )
         if not bool((delta > 0).all()):
-            raise ValueError(f"{_NAME}: prior precision must be positive, got {delta.detach().tolist()}")
+            raise UserInputError(f"{_NAME}: prior precision must be positive, got {delta.detach().tolist()}")
         return delta
 
     @torch.no_grad()
@@ -221,13 +222,13 @@ class LaplaceHead(UncertaintyHead):
             delta = self._marglik(self._as_prior(self.config.prior_precision))
         elif method == "gridsearch":
             if val_features is None or val_targets is None:
-                raise ValueError(
+                raise UserInputError(
                     f"{_NAME}: prior_optimization='gridsearch' needs validation data; pass "
                     "fit_posthoc(..., val_features=..., val_targets=...) or use 'marglik'"
                 )
             delta = self._gridsearch(val_features, val_targets)
         else:
-            raise ValueError(f"{_NAME}: method must be 'marglik' or 'gridsearch', got {method!r}")
+            raise UserInputError(f"{_NAME}: method must be 'marglik' or 'gridsearch', got {method!r}")
         self.set_prior_precision(delta)
         return self.prior_precision.clone()
 
@@ -311,7 +312,7 @@ class LaplaceHead(UncertaintyHead):
             return probit_predictive(mean, cov)
         if link == "mc":
             return mc_predictive(mean, cov, int(n_samples or self.config.n_samples), generator)
-        raise ValueError(f"{_NAME}: link_approx must be 'probit' or 'mc', got {link!r}")
+        raise UserInputError(f"{_NAME}: link_approx must be 'probit' or 'mc', got {link!r}")
 
     def extra_repr(self) -> str:
         cfg = self.config

@@ -28,6 +28,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from bayeshead.errors import UserInputError
+
 __all__ = [
     "augment",
     "softmax_hessian",
@@ -73,7 +75,7 @@ def ggn_kron(features: Tensor, probs: Tensor) -> tuple[Tensor, Tensor]:
     """K-FAC factors (B, A): B = Σ_n Λ_n (C × C), A = (1/N)·Σ_n φ_n φ_nᵀ (d × d)."""
     n = features.shape[0]
     if n == 0:
-        raise ValueError("K-FAC needs at least one example, got none")
+        raise UserInputError("K-FAC needs at least one example, got none")
     factor_b = torch.diag(probs.sum(0)) - probs.transpose(0, 1) @ probs
     factor_a = features.transpose(0, 1) @ features / n
     return factor_b, factor_a

@@ -56,6 +56,7 @@ import torch
 from pydantic import Field, PositiveFloat, PositiveInt, model_validator
 from torch import Tensor
 
+from bayeshead.errors import InputTypeError, UserInputError
 from bayeshead.heads.glm_predictive import psd_cholesky
 from bayeshead.heads.laplace import LaplaceHeadConfig
 from bayeshead.heads.option_deterministic import DeterministicOptionConfig, DeterministicOptionHead
@@ -99,7 +100,7 @@ class LaplaceOptionConfig(DeterministicOptionConfig):
     @model_validator(mode="after")
     def _check(self) -> LaplaceOptionConfig:
         if self.marglik_log10_min >= self.marglik_log10_max:
-            raise ValueError(
+            raise UserInputError(
                 f"marglik_log10_min must be below marglik_log10_max, got {self.marglik_log10_min} and "
                 f"{self.marglik_log10_max}"
             )
@@ -147,7 +148,7 @@ class LaplaceOptionHead(DeterministicOptionHead):
         (N, d) with ``counts`` (Q,); ``targets`` (Q,). Then δ by ``config.prior_optimization``.
         Returns the chosen prior precision and the log evidence at it."""
         if kwargs:
-            raise TypeError(f"{self._name}: unexpected fit_posthoc arguments {sorted(kwargs)}; it takes counts=")
+            raise InputTypeError(f"{self._name}: unexpected fit_posthoc arguments {sorted(kwargs)}; it takes counts=")
         if counts is None:
             features, counts = self.unpad(features)
         features, counts = self.check_inputs(features, counts)
@@ -177,7 +178,7 @@ class LaplaceOptionHead(DeterministicOptionHead):
         self._require_fitted("set_prior_precision")
         delta = float(prior_precision)
         if not (delta > 0 and math.isfinite(delta)):
-            raise ValueError(f"{self._name}: prior precision must be positive and finite, got {delta}")
+            raise UserInputError(f"{self._name}: prior precision must be positive and finite, got {delta}")
         self.prior_precision.fill_(delta)
 
     def log_marginal_likelihood(self, prior_precision: float | Tensor | None = None) -> Tensor:
@@ -253,7 +254,7 @@ class LaplaceOptionHead(DeterministicOptionHead):
         question's covariance is padded to K = max n_q with 1 on the unused diagonal (which leaves
         the used block's Cholesky factor unchanged) and factored in float64."""
         if n_samples <= 0:
-            raise ValueError(f"{self._name}: n_samples must be positive, got {n_samples}")
+            raise UserInputError(f"{self._name}: n_samples must be positive, got {n_samples}")
         features, counts = self.check_inputs(features, counts)
         mean, proj = self._moments(features, counts)
         padded = pad_segments(proj.transpose(0, 1), counts, fill=0.0).permute(1, 2, 0)  # (Q, K, d)
@@ -287,7 +288,7 @@ class LaplaceOptionHead(DeterministicOptionHead):
             counts_t = check_counts(counts, mean.shape[0], self._name).to(mean.device)
             return OptionPredictive.from_logits(mean * torch.rsqrt(1.0 + (math.pi / 8.0) * var), counts_t)
         if link != "mc":
-            raise ValueError(f"{self._name}: link_approx must be 'probit' or 'mc', got {link!r}")
+            raise UserInputError(f"{self._name}: link_approx must be 'probit' or 'mc', got {link!r}")
         s = int(n_samples if n_samples is not None else self.config.n_samples)
         z = self.sample_logits(features, counts, s, generator)
         return OptionPredictive.from_sample_logits(z, check_counts(counts, z.shape[1], self._name).to(z.device))

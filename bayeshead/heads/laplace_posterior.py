@@ -22,6 +22,7 @@ from abc import ABC, abstractmethod
 import torch
 from torch import Tensor, nn
 
+from bayeshead.errors import UserInputError
 from bayeshead.heads.laplace_curvature import augment, ggn_diag, ggn_full, ggn_kron, reference_index
 
 __all__ = ["LaplacePosterior", "FullPosterior", "KronPosterior", "DiagPosterior", "make_posterior"]
@@ -51,11 +52,11 @@ class LaplacePosterior(nn.Module, ABC):
     def expand_prior(self, delta: Tensor) -> Tensor:
         """δ (1,) or (C,) as a per-parameter precision of shape (C, D)."""
         if delta.shape not in ((1,), (self.num_classes,)):
-            raise ValueError(
+            raise UserInputError(
                 f"prior precision must have shape (1,) or ({self.num_classes},), got {tuple(delta.shape)}"
             )
         if delta.shape != (1,) and not self.supports_per_class_prior:
-            raise ValueError(
+            raise UserInputError(
                 f"the {self.structure!r} structure takes one scalar prior precision, got one per class; "
                 "use prior_structure='scalar' or hessian_structure='full' / 'diag'"
             )
@@ -104,7 +105,7 @@ class FullPosterior(LaplacePosterior):
     def _cholesky(self, delta: Tensor) -> Tensor:
         chol, info = torch.linalg.cholesky_ex(self._precision(delta))
         if int(info) != 0:
-            raise ValueError(
+            raise UserInputError(
                 f"posterior precision H + δI is not positive definite (δ = {delta.detach().tolist()}); "
                 "use a larger prior precision or dtype='float64'"
             )
@@ -228,5 +229,5 @@ _STRUCTURES: dict[str, type[LaplacePosterior]] = {
 def make_posterior(structure: str, num_classes: int, in_features: int, bias: bool, dtype: torch.dtype) -> LaplacePosterior:
     """The posterior module of ``structure`` ('full', 'kron' or 'diag')."""
     if structure not in _STRUCTURES:
-        raise ValueError(f"hessian_structure must be one of {sorted(_STRUCTURES)}, got {structure!r}")
+        raise UserInputError(f"hessian_structure must be one of {sorted(_STRUCTURES)}, got {structure!r}")
     return _STRUCTURES[structure](num_classes, in_features, bias, dtype)

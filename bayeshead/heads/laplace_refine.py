@@ -29,6 +29,7 @@ from typing import Protocol, runtime_checkable
 import torch
 from torch import Tensor
 
+from bayeshead.errors import InputTypeError, UserInputError
 from bayeshead.heads.base import check_class_targets, check_features
 from bayeshead.heads.option_laplace_math import option_laplace_covariance
 from bayeshead.heads.option_scoring import check_option_targets, option_positions
@@ -92,7 +93,7 @@ def laplace_row_covariances(
 ) -> Tensor:
     """S_c = (Σ_n p_nc (1 − p_nc) φ_n φ_nᵀ + δ I)⁻¹ for every class c: shape (C, d, d)."""
     if prior_precision <= 0:
-        raise ValueError(f"prior_precision must be positive, got {prior_precision}")
+        raise UserInputError(f"prior_precision must be positive, got {prior_precision}")
     phi = features.to(dtype)
     logits = phi @ mean.to(dtype).transpose(0, 1)
     if bias is not None:
@@ -103,7 +104,7 @@ def laplace_row_covariances(
     precision = precision + prior_precision * torch.eye(phi.shape[1], dtype=dtype, device=phi.device)
     chol, info = torch.linalg.cholesky_ex(precision)
     if bool((info != 0).any()):
-        raise ValueError(
+        raise UserInputError(
             f"Laplace precision not positive definite for classes {(info != 0).nonzero().flatten().tolist()}; "
             "use a larger prior_precision"
         )
@@ -118,7 +119,7 @@ def refine_with_laplace(
     ``features`` (N, d); ``targets`` only validate the data (the GGN does not use labels).
     Returns the covariances set, (C, d, d)."""
     if not isinstance(head, SupportsLaplaceRefinement):
-        raise TypeError(
+        raise InputTypeError(
             f"refine_with_laplace: {type(head).__name__} does not expose laplace_mean() and "
             "set_row_covariances(cov); implement both (see SupportsLaplaceRefinement)"
         )
@@ -144,7 +145,7 @@ def refine_options_with_laplace(
     options (what the trainer collects), or flat (N, d) with ``counts`` (Q,). ``targets`` (Q,) only
     validate the data (the GGN does not use labels). Returns S, (d, d) float64."""
     if not isinstance(head, SupportsOptionLaplaceRefinement):
-        raise TypeError(
+        raise InputTypeError(
             f"refine_options_with_laplace: {type(head).__name__} does not expose laplace_option_mean(), unpad(), "
             "check_inputs() and set_covariance(cov); implement them (see SupportsOptionLaplaceRefinement)"
         )

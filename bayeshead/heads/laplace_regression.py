@@ -43,6 +43,7 @@ import torch
 from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt, model_validator
 from torch import Tensor, nn
 
+from bayeshead.errors import InputTypeError, UserInputError
 from bayeshead.heads.base import HeadConfig, UncertaintyHead, check_features
 from bayeshead.heads.gaussian import gaussian_nll
 from bayeshead.heads.vbll_common import check_regression_targets
@@ -74,7 +75,7 @@ class LaplaceRegressionConfig(HeadConfig):
     @model_validator(mode="after")
     def _check(self) -> LaplaceRegressionConfig:
         if self.min_value >= self.max_value:
-            raise ValueError(f"min_value must be below max_value, got {self.min_value} and {self.max_value}")
+            raise UserInputError(f"min_value must be below max_value, got {self.min_value} and {self.max_value}")
         return self
 
 
@@ -232,11 +233,11 @@ class LaplaceRegressionHead(UncertaintyHead):
         """Fit the posterior on the training ``features`` (N, d) and ``targets`` (N,) or (N, k);
         returns ``{"prior_precision": δ, "noise_std": σ, "log_marglik": log Z, "iterations": n}``."""
         if kwargs:
-            raise TypeError(f"{_NAME}: unexpected fit_posthoc arguments {sorted(kwargs)}")
+            raise InputTypeError(f"{_NAME}: unexpected fit_posthoc arguments {sorted(kwargs)}")
         features = self._features(features)
         n = features.shape[0]
         if n == 0:
-            raise ValueError(f"{_NAME}: fit_posthoc needs at least one training example, got none")
+            raise UserInputError(f"{_NAME}: fit_posthoc needs at least one training example, got none")
         y = check_regression_targets(targets, n, self.num_outputs, _NAME).double().to(features.device)
         phi = self._augmented(features)
         theta = self.theta().to(phi.device)
@@ -293,7 +294,7 @@ class LaplaceRegressionHead(UncertaintyHead):
         if not bool(self.fitted):
             raise RuntimeError(f"{_NAME}: call fit_posthoc before set_hyperparameters")
         if prior_precision <= 0 or noise_std <= 0:
-            raise ValueError(f"{_NAME}: prior_precision and noise_std must be > 0, got {prior_precision} and {noise_std}")
+            raise UserInputError(f"{_NAME}: prior_precision and noise_std must be > 0, got {prior_precision} and {noise_std}")
         self._store(self.gram, self.gram_eigvals, float(self.rss), int(self.n_data), prior_precision, noise_std**2)
 
     def predict(

@@ -20,6 +20,7 @@ import torch
 from pydantic import Field, NonNegativeFloat, PositiveInt, model_validator
 from torch import Tensor, nn
 
+from bayeshead.errors import UserInputError
 from bayeshead.heads.base import HeadConfig, UncertaintyHead, check_features
 from bayeshead.heads.deterministic import map_softmax_loss
 from bayeshead.registry import HEADS
@@ -46,7 +47,7 @@ class MCDropoutHeadConfig(HeadConfig):
     @classmethod
     def _moved_mode(cls, data: Any) -> Any:
         if isinstance(data, dict) and "mode" in data:
-            raise ValueError(
+            raise UserInputError(
                 f"the mc_dropout head has no 'mode' (got mode={data['mode']!r}): it always drops the "
                 "features. Dropout inside the backbone (T backbone passes) is the whole-model method: "
                 "set method.kind=mc_dropout and adapter.dropout=0.1 (with any head, e.g. deterministic)"
@@ -78,7 +79,7 @@ class MCDropoutHead(UncertaintyHead):
         """T logit samples (T, B, C) with independent feature-dropout masks drawn from ``generator``."""
         phi = self._features(features)
         if n_samples <= 0:
-            raise ValueError(f"{_NAME}: n_samples must be a positive integer, got {n_samples}")
+            raise UserInputError(f"{_NAME}: n_samples must be a positive integer, got {n_samples}")
         p = self.config.p
         keep = torch.rand((n_samples, *phi.shape), generator=generator, device=phi.device) >= p
         return self.linear(phi * keep.to(phi.dtype) / (1.0 - p))

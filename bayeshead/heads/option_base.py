@@ -35,6 +35,7 @@ from pydantic import Field
 from torch import Tensor, nn
 
 from bayeshead.backbones.option_groups import unpad_option_features
+from bayeshead.errors import UserInputError
 from bayeshead.heads.base import HeadConfig, UncertaintyHead, check_features
 from bayeshead.heads.option_scoring import OptionPredictive, check_counts, option_positions
 from bayeshead.types import CategoricalPredictive, LossTerms
@@ -59,7 +60,7 @@ class OptionHead(UncertaintyHead):
 
     def __init__(self, in_features: int, max_options: int, config: Any = None) -> None:
         if max_options < 2:
-            raise ValueError(
+            raise UserInputError(
                 f"{type(self).__name__}: max_options is the most options a question may have (at least 2), "
                 f"got {max_options}"
             )
@@ -81,7 +82,7 @@ class OptionHead(UncertaintyHead):
         features = check_features(features, self.in_features, self._name)
         counts = check_counts(counts, features.shape[0], self._name).to(features.device)
         if self.position_bias is not None and int(counts.max()) > self.max_options:
-            raise ValueError(
+            raise UserInputError(
                 f"{self._name}: a question has {int(counts.max())} options but the position bias covers "
                 f"{self.max_options}; build the head with max_options >= {int(counts.max())}"
             )
@@ -97,13 +98,13 @@ class OptionHead(UncertaintyHead):
         """Padded (Q, K', d) option features → flat real rows (N, d) and counts (Q,), K' ≤ K."""
         if not isinstance(features, Tensor) or features.dim() != 3 or features.shape[-1] != self.in_features:
             got = tuple(features.shape) if isinstance(features, Tensor) else type(features).__name__
-            raise ValueError(
+            raise UserInputError(
                 f"{self._name}: expected option features of shape (questions, options <= {self.max_options}, "
                 f"{self.in_features}), got {got}; feed multiple-choice data as option groups (a tuple of option "
                 "texts per question), or call loss_flat/predict_flat with flat features and counts"
             )
         if features.shape[1] > self.max_options:
-            raise ValueError(
+            raise UserInputError(
                 f"{self._name}: a batch has {features.shape[1]} option slots but the head scores at most "
                 f"{self.max_options}; build it with num_outputs (max_options) >= the most options of any question"
             )

@@ -16,6 +16,7 @@ import torch
 from pydantic import Field, NonNegativeFloat
 from torch import Tensor, nn
 
+from bayeshead.errors import UserInputError
 from bayeshead.heads.deterministic import DeterministicHeadConfig
 from bayeshead.heads.option_base import OptionHead, OptionHeadConfig
 from bayeshead.heads.option_scoring import (
@@ -51,11 +52,11 @@ class DeterministicOptionHead(OptionHead):
     def init_from_vector(self, weight: Tensor, bias: Tensor | None = None) -> DeterministicOptionHead:
         """Set w (d,) and, if given, the position bias (max_options,)."""
         if weight.shape != (self.in_features,):
-            raise ValueError(f"{self._name}: expected a weight of shape ({self.in_features},), got {tuple(weight.shape)}")
+            raise UserInputError(f"{self._name}: expected a weight of shape ({self.in_features},), got {tuple(weight.shape)}")
         self.weight.copy_(weight.to(self.weight.dtype))
         if bias is not None:
             if self.position_bias is None:
-                raise ValueError(f"{self._name}: got a bias but the head has none; set position_bias=True in its config")
+                raise UserInputError(f"{self._name}: got a bias but the head has none; set position_bias=True in its config")
             self.position_bias.copy_(bias.to(self.position_bias.dtype))
         return self
 

@@ -34,6 +34,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from bayeshead.errors import UserInputError
 from bayeshead.heads.option_scoring import check_counts, question_index, segment_log_softmax
 
 __all__ = [
@@ -64,7 +65,7 @@ def option_ggn(features: Tensor, counts: Tensor, weight: Tensor, bias_offsets: T
     (N, d) of questions with option counts ``counts`` (Q,). Computed as the p-weighted scatter
     Σ_{q,k} p_{q,k} (h_{q,k} − m_q)(h_{q,k} − m_q)ᵀ, in chunks of rows."""
     if features.dim() != 2 or weight.shape != (features.shape[1],):
-        raise ValueError(
+        raise UserInputError(
             f"option_ggn: expected features (N, d) and a weight (d,), got {tuple(features.shape)} and "
             f"{tuple(weight.shape)}"
         )
@@ -91,12 +92,12 @@ def option_laplace_covariance(
     """(G + δ I)⁻¹, (d, d) float64, with G = :func:`option_ggn` at ``weight`` (from the Cholesky
     factor of the precision, ``torch.cholesky_inverse``)."""
     if not prior_precision > 0:
-        raise ValueError(f"prior_precision must be positive, got {prior_precision}")
+        raise UserInputError(f"prior_precision must be positive, got {prior_precision}")
     ggn = option_ggn(features, counts, weight, bias_offsets)
     precision = ggn + prior_precision * torch.eye(ggn.shape[0], dtype=ggn.dtype, device=ggn.device)
     chol, info = torch.linalg.cholesky_ex(precision)
     if int(info) != 0:
-        raise ValueError(
+        raise UserInputError(
             f"Laplace precision G + δI not positive definite (δ = {prior_precision}); use a larger prior precision"
         )
     return torch.cholesky_inverse(chol)
@@ -128,7 +129,7 @@ def maximise_option_log_evidence(
 
     lo, hi = (float(b) for b in bounds)
     if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
-        raise ValueError(f"bounds on log δ must be finite with lower < upper, got {bounds}")
+        raise UserInputError(f"bounds on log δ must be finite with lower < upper, got {bounds}")
     lam = eigvals.detach().to(device="cpu", dtype=torch.float64)
 
     def negative(log_delta: float) -> float:

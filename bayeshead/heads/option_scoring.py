@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from bayeshead.errors import InputTypeError, UserInputError
 from bayeshead.types import CategoricalPredictive, Predictive
 
 __all__ = [
@@ -50,16 +51,16 @@ def check_counts(counts: Tensor | list[int], total: int | None, where: str) -> T
     if not isinstance(counts, Tensor):
         counts = torch.as_tensor(counts)
     if counts.is_floating_point() or counts.is_complex() or counts.dtype == torch.bool:
-        raise TypeError(f"{where}: counts must be integer option counts per question, got dtype {counts.dtype}")
+        raise InputTypeError(f"{where}: counts must be integer option counts per question, got dtype {counts.dtype}")
     if counts.dim() != 1 or counts.numel() == 0:
-        raise ValueError(f"{where}: counts must have shape (questions,) with at least one question, got {tuple(counts.shape)}")
+        raise UserInputError(f"{where}: counts must have shape (questions,) with at least one question, got {tuple(counts.shape)}")
     counts = counts.long()
     if int(counts.min()) < 1:
-        raise ValueError(
+        raise UserInputError(
             f"{where}: every question needs at least one option, got counts {counts.tolist()[:10]}; drop empty questions"
         )
     if total is not None and int(counts.sum()) != total:
-        raise ValueError(
+        raise UserInputError(
             f"{where}: counts sum to {int(counts.sum())} but there are {total} option rows; give one count per "
             "question, in the order of the rows (all options of question 0, then question 1, ...)"
         )
@@ -69,18 +70,18 @@ def check_counts(counts: Tensor | list[int], total: int | None, where: str) -> T
 def check_option_targets(targets: Tensor, counts: Tensor, where: str) -> Tensor:
     """Validate the correct-option index of every question, (Q,) with 0 ≤ y_q < n_q; return int64."""
     if not isinstance(targets, Tensor):
-        raise TypeError(f"{where}: targets must be a torch.Tensor of option indices, got {type(targets).__name__}")
+        raise InputTypeError(f"{where}: targets must be a torch.Tensor of option indices, got {type(targets).__name__}")
     if targets.is_floating_point() or targets.is_complex() or targets.dtype == torch.bool:
-        raise TypeError(f"{where}: targets must be integer option indices, got dtype {targets.dtype}")
+        raise InputTypeError(f"{where}: targets must be integer option indices, got dtype {targets.dtype}")
     if targets.shape != counts.shape:
-        raise ValueError(
+        raise UserInputError(
             f"{where}: expected one target per question, shape {tuple(counts.shape)}, got {tuple(targets.shape)}"
         )
     targets = targets.long().to(counts.device)
     bad = (targets < 0) | (targets >= counts)
     if bool(bad.any()):
         q = int(bad.nonzero()[0])
-        raise ValueError(
+        raise UserInputError(
             f"{where}: question {q} has {int(counts[q])} options but its target is {int(targets[q])}; "
             "targets index the question's own options (0-based)"
         )
@@ -136,10 +137,10 @@ class OptionPredictive(Predictive):
 
     def __post_init__(self) -> None:
         if self.log_probs.dim() != 1:
-            raise ValueError(f"log_probs must be flat (option rows,), got shape {tuple(self.log_probs.shape)}")
+            raise UserInputError(f"log_probs must be flat (option rows,), got shape {tuple(self.log_probs.shape)}")
         self.counts = check_counts(self.counts, self.log_probs.shape[0], "OptionPredictive").to(self.log_probs.device)
         if self.samples is not None and (self.samples.dim() != 2 or self.samples.shape[1] != self.log_probs.shape[0]):
-            raise ValueError(
+            raise UserInputError(
                 f"samples must be (S, {self.log_probs.shape[0]}) per-sample probabilities, got {tuple(self.samples.shape)}"
             )
 
@@ -153,7 +154,7 @@ class OptionPredictive(Predictive):
         """(1/S)·Σ_s segment-softmax(z_s) for S samples of flat logits (S, N), in log space:
         log p = logsumexp_s log p_s − log S; the per-sample probabilities are kept."""
         if logits.dim() != 2 or logits.shape[0] == 0:
-            raise ValueError(f"expected sample logits of shape (S >= 1, option rows), got {tuple(logits.shape)}")
+            raise UserInputError(f"expected sample logits of shape (S >= 1, option rows), got {tuple(logits.shape)}")
         log_p = segment_log_softmax(logits, counts.to(logits.device))
         log_mean = torch.logsumexp(log_p, dim=0) - math.log(logits.shape[0])
         return cls(log_probs=log_mean, counts=counts, samples=log_p.exp())
@@ -209,7 +210,7 @@ class OptionPredictive(Predictive):
         k_max = int(self.counts.max())
         k = k_max if num_classes is None else int(num_classes)
         if k < k_max:
-            raise ValueError(f"padded: a question has {k_max} options but num_classes={k}; give at least {k_max}")
+            raise UserInputError(f"padded: a question has {k_max} options but num_classes={k}; give at least {k_max}")
         log_probs = pad_segments(self.log_probs, self.counts)
         probs = pad_segments(self.probs, self.counts, fill=0.0)
         samples = None if self.samples is None else pad_segments(self.samples, self.counts, fill=0.0)
@@ -224,7 +225,7 @@ class OptionPredictive(Predictive):
     def cat(cls, parts: list[OptionPredictive]) -> OptionPredictive:
         """Concatenate consecutive batches; samples are kept when every part has as many."""
         if not parts:
-            raise ValueError("OptionPredictive.cat needs at least one predictive")
+            raise UserInputError("OptionPredictive.cat needs at least one predictive")
         counts = {None if p.samples is None else p.samples.shape[0] for p in parts}
         samples = None
         if len(counts) == 1 and None not in counts:

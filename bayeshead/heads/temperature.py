@@ -27,6 +27,7 @@ import torch
 from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt, model_validator
 from torch import Tensor, nn
 
+from bayeshead.errors import InputTypeError, UserInputError
 from bayeshead.heads.base import (
     HeadConfig,
     LateFittedFlag,
@@ -60,7 +61,7 @@ class TemperatureHeadConfig(HeadConfig):
     @model_validator(mode="after")
     def _range(self) -> TemperatureHeadConfig:
         if self.min_temperature >= self.max_temperature:
-            raise ValueError(
+            raise UserInputError(
                 f"min_temperature must be below max_temperature, got {self.min_temperature} and {self.max_temperature}"
             )
         return self
@@ -74,7 +75,7 @@ def fit_temperature(
     from scipy.optimize import minimize_scalar
 
     if not 0 < low < high:
-        raise ValueError(f"fit_temperature: need 0 < low < high, got low={low}, high={high}")
+        raise UserInputError(f"fit_temperature: need 0 < low < high, got low={low}, high={high}")
     logits = logits.detach().double()
     targets = targets.long().to(logits.device)
 
@@ -133,11 +134,11 @@ class TemperatureHead(LateFittedFlag, UncertaintyHead):
     def fit_posthoc(self, features: Tensor, targets: Tensor, **kwargs: Any) -> dict[str, float]:
         """Fit T on held-out (validation) ``features`` (N, d) and ``targets`` (N,); returns T."""
         if kwargs:
-            raise TypeError(f"{_NAME}: unexpected fit_posthoc arguments {sorted(kwargs)}")
+            raise InputTypeError(f"{_NAME}: unexpected fit_posthoc arguments {sorted(kwargs)}")
         logits = self.logits(features)
         targets = check_class_targets(targets, logits.shape[0], self.num_outputs, _NAME)
         if logits.shape[0] == 0:
-            raise ValueError(f"{_NAME}: fit_posthoc needs at least one validation example, got none")
+            raise UserInputError(f"{_NAME}: fit_posthoc needs at least one validation example, got none")
         cfg = self.config
         value = fit_temperature(logits, targets, cfg.min_temperature, cfg.max_temperature, cfg.max_iter)
         self.temperature.fill_(value)

@@ -27,6 +27,7 @@ import torch
 from pydantic import Field, PositiveFloat, model_validator
 from torch import Tensor
 
+from bayeshead.errors import InputTypeError, UserInputError
 from bayeshead.heads.base import LateFittedFlag
 from bayeshead.heads.gaussian import GaussianHead, GaussianHeadConfig
 from bayeshead.heads.vbll_common import check_regression_targets
@@ -46,7 +47,7 @@ class VarianceScalingConfig(GaussianHeadConfig):
     @model_validator(mode="after")
     def _check(self) -> VarianceScalingConfig:
         if self.min_scale >= self.max_scale:
-            raise ValueError(f"min_scale must be below max_scale, got {self.min_scale} and {self.max_scale}")
+            raise UserInputError(f"min_scale must be below max_scale, got {self.min_scale} and {self.max_scale}")
         return self
 
 
@@ -54,7 +55,7 @@ def fit_variance_scale(mean: Tensor, var: Tensor, targets: Tensor) -> float:
     """s* = mean((y − μ)² / v) over every example and output, in float64 (the NLL minimiser)."""
     mean, var, targets = mean.detach().double(), var.detach().double(), targets.detach().double()
     if mean.numel() == 0:
-        raise ValueError(f"{_NAME}: fit_posthoc needs at least one validation example, got none")
+        raise UserInputError(f"{_NAME}: fit_posthoc needs at least one validation example, got none")
     return float(((targets - mean).pow(2) / var).mean())
 
 
@@ -82,7 +83,7 @@ class VarianceScalingHead(LateFittedFlag, GaussianHead):
         """Fit s on held-out (validation) ``features`` (N, d) and ``targets`` (N,) or (N, k);
         returns ``{"variance_scale": s}``."""
         if kwargs:
-            raise TypeError(f"{_NAME}: unexpected fit_posthoc arguments {sorted(kwargs)}")
+            raise InputTypeError(f"{_NAME}: unexpected fit_posthoc arguments {sorted(kwargs)}")
         mean, var = self.mean_and_var(features)
         y = check_regression_targets(targets, mean.shape[0], self.num_outputs, _NAME)
         raw = fit_variance_scale(mean, var, y)

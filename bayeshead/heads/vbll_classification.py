@@ -47,6 +47,7 @@ import torch
 from pydantic import Field, PositiveFloat, PositiveInt
 from torch import Tensor
 
+from bayeshead.errors import UserInputError
 from bayeshead.heads.base import check_class_targets, check_features
 from bayeshead.heads.covariance import GaussianRows
 from bayeshead.heads.vbll_common import (
@@ -229,10 +230,10 @@ class VBLLClassificationHead(VBLLRowsHead):
         if method == "probit":
             return CategoricalPredictive.from_logits(probit_logits(mean, var))
         if method != "mc":
-            raise ValueError(f"{_NAME}: method must be 'probit' or 'mc', got {method!r}")
+            raise UserInputError(f"{_NAME}: method must be 'probit' or 'mc', got {method!r}")
         s = int(n_samples if n_samples is not None else self.config.n_samples)
         if s <= 0:
-            raise ValueError(f"{_NAME}: n_samples must be positive, got {s}")
+            raise UserInputError(f"{_NAME}: n_samples must be positive, got {s}")
         eps = torch.randn((s, *mean.shape), generator=generator, dtype=mean.dtype, device=mean.device)
         return CategoricalPredictive.from_sample_logits(mean + var.sqrt() * eps)
 

@@ -17,6 +17,7 @@ import torch
 from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt
 from torch import Tensor
 
+from bayeshead.errors import InputTypeError, UserInputError
 from bayeshead.heads.base import HeadConfig
 from bayeshead.heads.covariance import CovarianceKind
 from bayeshead.types import LossTerms
@@ -82,7 +83,7 @@ def prior_variance(prior_scale: float, scaling: WidthScaling, width: int) -> flo
         return float(prior_scale) / width
     if scaling == "2/d":
         return 2.0 * float(prior_scale) / width
-    raise ValueError(f"prior_width_scaling must be 'none', '1/d' or '2/d', got {scaling!r}")
+    raise UserInputError(f"prior_width_scaling must be 'none', '1/d' or '2/d', got {scaling!r}")
 
 
 def noise_prior_term(log_std: Tensor, dof: float, scale: float) -> Tensor:
@@ -125,35 +126,35 @@ def linear_rows(source: Any, bias: Tensor | None, rows: int, width: int, head: s
         if bias is None:
             bias = getattr(source, "bias", None)
     else:
-        raise TypeError(
+        raise InputTypeError(
             f"{head}: init_from_linear takes a (C, d) weight tensor or a module with .weight "
             f"(DeterministicHead, nn.Linear), got {type(source).__name__}"
         )
     weight = weight.detach()
     if weight.shape != (rows, width):
-        raise ValueError(f"{head}: expected weight rows of shape ({rows}, {width}), got {tuple(weight.shape)}")
+        raise UserInputError(f"{head}: expected weight rows of shape ({rows}, {width}), got {tuple(weight.shape)}")
     if not torch.isfinite(weight).all():
-        raise ValueError(f"{head}: the weight rows contain NaN or inf")
+        raise UserInputError(f"{head}: the weight rows contain NaN or inf")
     if bias is not None:
         bias = bias.detach()
         if bias.shape != (rows,):
-            raise ValueError(f"{head}: expected a bias of shape ({rows},), got {tuple(bias.shape)}")
+            raise UserInputError(f"{head}: expected a bias of shape ({rows},), got {tuple(bias.shape)}")
     return weight, bias
 
 
 def check_regression_targets(targets: Tensor, batch: int, outputs: int, head: str) -> Tensor:
     """Validate float regression targets (B,) (only when k = 1) or (B, k); return (B, k)."""
     if not isinstance(targets, Tensor):
-        raise TypeError(f"{head}: targets must be a torch.Tensor, got {type(targets).__name__}")
+        raise InputTypeError(f"{head}: targets must be a torch.Tensor, got {type(targets).__name__}")
     if not targets.is_floating_point():
-        raise TypeError(f"{head}: regression targets must be floating point, got dtype {targets.dtype}")
+        raise InputTypeError(f"{head}: regression targets must be floating point, got dtype {targets.dtype}")
     if targets.shape == (batch,) and outputs == 1:
         targets = targets.unsqueeze(-1)
     if targets.shape != (batch, outputs):
         allowed = f"({batch},) or ({batch}, 1)" if outputs == 1 else f"({batch}, {outputs})"
-        raise ValueError(f"{head}: expected targets of shape {allowed}, got {tuple(targets.shape)}")
+        raise UserInputError(f"{head}: expected targets of shape {allowed}, got {tuple(targets.shape)}")
     if not torch.isfinite(targets).all():
-        raise ValueError(f"{head}: targets contain NaN or inf")
+        raise UserInputError(f"{head}: targets contain NaN or inf")
     return targets
 
 
@@ -166,5 +167,5 @@ def linear_shape(source: Any) -> tuple[int, int]:
     """(C, d) of weight rows given as a tensor or a module with ``.weight``."""
     weight = source if isinstance(source, Tensor) else getattr(source, "weight", None)
     if not isinstance(weight, Tensor) or weight.dim() != 2:
-        raise TypeError(f"expected (C, d) weight rows or a module with .weight, got {type(source).__name__}")
+        raise InputTypeError(f"expected (C, d) weight rows or a module with .weight, got {type(source).__name__}")
     return int(weight.shape[0]), int(weight.shape[1])

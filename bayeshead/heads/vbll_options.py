@@ -45,6 +45,7 @@ import torch
 from pydantic import Field, PositiveFloat, PositiveInt
 from torch import Tensor, nn
 
+from bayeshead.errors import UserInputError
 from bayeshead.heads.covariance import GaussianRows
 from bayeshead.heads.glm_predictive import psd_cholesky
 from bayeshead.heads.option_base import OptionHead
@@ -130,11 +131,11 @@ class VBLLOptionHead(OptionHead):
     def init_from_vector(self, mean: Tensor, bias: Tensor | None = None) -> VBLLOptionHead:
         """Set w̄ (d,) and, if given, the position bias (max_options,); S and σ unchanged."""
         if mean.shape != (self.in_features,):
-            raise ValueError(f"{self._name}: expected a mean of shape ({self.in_features},), got {tuple(mean.shape)}")
+            raise UserInputError(f"{self._name}: expected a mean of shape ({self.in_features},), got {tuple(mean.shape)}")
         self.posterior.set_mean(mean[None])
         if bias is not None:
             if self.position_bias is None:
-                raise ValueError(f"{self._name}: got a bias but the head has none; set position_bias=True in its config")
+                raise UserInputError(f"{self._name}: got a bias but the head has none; set position_bias=True in its config")
             self.position_bias.copy_(bias.to(self.position_bias.dtype))
         return self
 
@@ -214,7 +215,7 @@ class VBLLOptionHead(OptionHead):
         covariance is factored (padded to K = max n_q with σ² on the unused diagonal, which
         leaves the used block's factor unchanged) in float64."""
         if n_samples <= 0:
-            raise ValueError(f"{self._name}: n_samples must be positive, got {n_samples}")
+            raise UserInputError(f"{self._name}: n_samples must be positive, got {n_samples}")
         features, counts = self.check_inputs(features, counts)
         mean, _, proj = self._moments(features, counts)
         padded = pad_segments(proj.transpose(0, 1), counts, fill=0.0).permute(1, 2, 0).double()  # (Q, K, m)
@@ -248,7 +249,7 @@ class VBLLOptionHead(OptionHead):
             counts_t = torch.as_tensor(counts, device=mean.device)
             return OptionPredictive.from_logits(mean / torch.sqrt(1.0 + (math.pi / 8.0) * var), counts_t)
         if method != "mc":
-            raise ValueError(f"{self._name}: method must be 'probit' or 'mc', got {method!r}")
+            raise UserInputError(f"{self._name}: method must be 'probit' or 'mc', got {method!r}")
         s = int(n_samples if n_samples is not None else self.config.n_samples)
         z = self.sample_logits(features, counts, s, generator)
         return OptionPredictive.from_sample_logits(z, torch.as_tensor(counts, device=z.device))

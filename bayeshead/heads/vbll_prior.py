@@ -36,6 +36,8 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
+from bayeshead.errors import UserInputError
+
 __all__ = [
     "KAPPA_RANGE",
     "feature_norm_prior_var",
@@ -50,10 +52,10 @@ KAPPA_RANGE = (0.05, 200.0)
 
 def _mean_sq_norm(features: Tensor) -> float:
     if features.dim() != 2 or features.shape[0] == 0:
-        raise ValueError(f"expected a non-empty (N, d) feature matrix, got shape {tuple(features.shape)}")
+        raise UserInputError(f"expected a non-empty (N, d) feature matrix, got shape {tuple(features.shape)}")
     mean_sq = float(features.detach().double().pow(2).sum(-1).mean())
     if not mean_sq > 0:
-        raise ValueError(
+        raise UserInputError(
             "every feature vector is zero, so no prior scale can be set from the data; check the "
             "backbone's features, or use prior_scale_rule='fixed' with an explicit prior_scale"
         )
@@ -64,7 +66,7 @@ def feature_norm_prior_var(features: Tensor, logit_std: float = 1.0) -> float:
     """s = κ² / mean_n ‖φ_n‖²: the prior variance under which wᵀφ has standard deviation κ =
     ``logit_std`` at the features' root-mean-square norm."""
     if not logit_std > 0:
-        raise ValueError(f"logit_std must be positive, got {logit_std}")
+        raise UserInputError(f"logit_std must be positive, got {logit_std}")
     return logit_std**2 / _mean_sq_norm(features)
 
 
@@ -147,7 +149,7 @@ def laplace_log_evidence(
     N(0, s·I) on its (C, d) weights (see the module docstring), and the MAP weights W_s.
     ``start`` warm-starts the MAP fit."""
     if not prior_var > 0:
-        raise ValueError(f"prior_var must be positive, got {prior_var}")
+        raise UserInputError(f"prior_var must be positive, got {prior_var}")
     phi = features.detach().double()
     y = labels.detach().long().to(phi.device)
     weight = _map_weights(phi, y, classes, prior_var, start)
@@ -167,7 +169,7 @@ def evidence_prior_var(
     interval (the evidence of this model is unimodal in s in practice); an optimum at an end of the
     interval returns that end."""
     if features.shape[0] != labels.shape[0]:
-        raise ValueError(f"got {features.shape[0]} feature rows but {labels.shape[0]} labels")
+        raise UserInputError(f"got {features.shape[0]} feature rows but {labels.shape[0]} labels")
     mean_sq = _mean_sq_norm(features)
     low, high = (math.log(k) for k in kappa_range)
     starts: dict[str, Tensor] = {}

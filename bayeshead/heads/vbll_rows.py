@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from bayeshead.errors import UserInputError
 from bayeshead.heads.base import UncertaintyHead, check_features
 from bayeshead.heads.covariance import GaussianRows
 from bayeshead.heads.vbll_common import default_init_std, linear_rows, linear_shape, prior_variance
@@ -70,7 +71,7 @@ class VBLLRowsHead(UncertaintyHead):
         self.posterior.set_mean(w)
         if b is not None:
             if self.bias is None:
-                raise ValueError(f"{self._name}: got a bias but the head has none; set bias=True in its config")
+                raise UserInputError(f"{self._name}: got a bias but the head has none; set bias=True in its config")
             self.bias.copy_(b.to(self.bias.dtype))
         return self
 

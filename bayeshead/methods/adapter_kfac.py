@@ -43,6 +43,7 @@ import torch
 from torch import Tensor, nn
 
 from bayeshead.backbones.option_groups import OPTION_COUNTS
+from bayeshead.errors import UserInputError
 
 __all__ = ["AdapterKFAC"]
 
@@ -57,7 +58,7 @@ def _token_weights(mask: Tensor, counts: Tensor | None) -> Tensor:
         return mask / mask.sum(dim=1, keepdim=True).clamp_min(1.0)
     counts = torch.as_tensor(counts).long().reshape(-1).to(mask.device)
     if int(counts.sum()) != mask.shape[0]:
-        raise ValueError(
+        raise UserInputError(
             f"{_NAME}: option counts sum to {int(counts.sum())} but the batch has {mask.shape[0]} option rows"
         )
     question = torch.repeat_interleave(torch.arange(counts.numel(), device=mask.device), counts)
@@ -96,7 +97,7 @@ class AdapterKFAC:
         for i, name in enumerate(names):
             module_name, _, attr = name.rpartition(".")
             if attr not in _ATTRS:
-                raise ValueError(f"{_NAME}: K-FAC supports parameters {_ATTRS}, got {name!r}")
+                raise UserInputError(f"{_NAME}: K-FAC supports parameters {_ATTRS}, got {name!r}")
             adapter = model.get_submodule(module_name)
             self.modules.setdefault(module_name, (adapter, []))[1].append((i, attr))
         self.gradient_factors: list[Tensor | None] = [None] * len(names)
@@ -121,7 +122,7 @@ class AdapterKFAC:
             return
         x = args[0]
         if x.dim() != 3 or tuple(x.shape[:2]) != tuple(mask.shape):
-            raise ValueError(
+            raise UserInputError(
                 f"{_NAME}: adapter {module_name!r} got an input of shape {tuple(x.shape)}, expected "
                 f"(batch, tokens, features) matching the attention mask {tuple(mask.shape)}"
             )
@@ -197,7 +198,7 @@ class AdapterKFAC:
     def factors(self, n_data: int) -> list[tuple[Tensor, Tensor]]:
         """[(G_l, A_l)] in the order of ``names``, A_l divided by the number of examples N."""
         if n_data <= 0:
-            raise ValueError(f"{_NAME}: needs at least one training example, got {n_data}")
+            raise UserInputError(f"{_NAME}: needs at least one training example, got {n_data}")
         missing = [
             n
             for n, g, a in zip(self.names, self.gradient_factors, self.input_factors, strict=True)

@@ -47,6 +47,7 @@ from scipy.optimize import minimize_scalar
 from torch import Tensor, nn
 
 from bayeshead.backbones.option_groups import OPTION_COUNTS, is_option_groups, option_batch
+from bayeshead.errors import InputTypeError, UserInputError
 from bayeshead.heads.glm_predictive import mc_predictive, probit_predictive, sample_logits
 from bayeshead.heads.option_scoring import (
     OptionPredictive,
@@ -81,7 +82,7 @@ def adapter_laplace_parameters(
     from bayeshead.adapters import LoRALinear, PoLARLinear, adapter_modules
 
     if params in ("U", "V", "polar", "polar_U", "polar_V", "polar_uv", "stiefel"):
-        raise ValueError(
+        raise UserInputError(
             f"{_NAME}: params={params!r} would put a Gaussian on PoLAR's Stiefel factors U, V, which "
             "is not defined (they live on a manifold); use params='polar_theta' (U, V kept fixed)"
         )
@@ -90,28 +91,28 @@ def adapter_laplace_parameters(
     polar = {n: a for n, a in adapters.items() if isinstance(a, PoLARLinear)}
     if params == "auto":
         if lora and polar:
-            raise ValueError(f"{_NAME}: the model holds both LoRA and PoLAR adapters; pass params explicitly")
+            raise UserInputError(f"{_NAME}: the model holds both LoRA and PoLAR adapters; pass params explicitly")
         params = "lora" if lora else "polar_theta" if polar else ""
         if not params:
-            raise ValueError(f"{_NAME}: the model holds no LoRA or PoLAR adapters; inject_adapters first")
+            raise UserInputError(f"{_NAME}: the model holds no LoRA or PoLAR adapters; inject_adapters first")
     if params == "lora":
         chosen = [(f"{n}.{p}", getattr(a, p)) for n, a in lora.items() for p in ("lora_A", "lora_B")]
     elif params == "polar_theta":
         chosen = [(f"{n}.theta", a.theta) for n, a in polar.items()]
     else:
-        raise ValueError(f"{_NAME}: params must be 'lora', 'polar_theta' or 'auto', got {params!r}")
+        raise UserInputError(f"{_NAME}: params must be 'lora', 'polar_theta' or 'auto', got {params!r}")
     if not chosen:
-        raise ValueError(f"{_NAME}: params={params!r} but the model holds no such adapters")
+        raise UserInputError(f"{_NAME}: params={params!r} but the model holds no such adapters")
     merged = [n for n, a in adapters.items() if a.merged]
     if merged:
-        raise ValueError(f"{_NAME}: adapters {merged[:5]} are merged; unmerge_adapters(model) first")
+        raise UserInputError(f"{_NAME}: adapters {merged[:5]} are merged; unmerge_adapters(model) first")
     return [n for n, _ in chosen], [p for _, p in chosen]
 
 
 def _head_linear(model: nn.Module) -> nn.Linear:
     linear = getattr(model.head, "linear", None)
     if not isinstance(linear, nn.Linear):
-        raise TypeError(
+        raise InputTypeError(
             f"{_NAME}: the head must have a MAP linear layer `.linear` (deterministic or laplace "
             f"head), got {type(model.head).__name__}"
         )
@@ -124,7 +125,7 @@ def _option_head(model: nn.Module) -> nn.Module:
     head = model.head
     weight = getattr(head, "weight", None)
     if not isinstance(weight, nn.Parameter) or weight.dim() != 1:
-        raise TypeError(
+        raise InputTypeError(
             f"{_NAME}: a per-option head must be a MAP head with one shared weight vector `.weight` "
             f"(head.kind=deterministic_options), got {type(head).__name__}"
         )
@@ -144,7 +145,7 @@ def slice_question(batch: Mapping[str, Tensor], q: int) -> dict[str, Tensor]:
     n_q option rows of every tensor, with ``option_counts`` = [n_q]."""
     tokenized, counts = option_batch(batch)
     if counts is None:
-        raise ValueError(f"{_NAME}: slice_question needs a tokenized option batch (with {OPTION_COUNTS!r})")
+        raise UserInputError(f"{_NAME}: slice_question needs a tokenized option batch (with {OPTION_COUNTS!r})")
     counts = torch.as_tensor(counts).long().reshape(-1)
     if not 0 <= q < counts.numel():
         raise IndexError(f"{_NAME}: question {q} of a batch of {counts.numel()}")
@@ -179,12 +180,12 @@ class _Jacobians:
 
     def _check_layout(self, batch: Mapping[str, Tensor]) -> None:
         if self.options and OPTION_COUNTS not in batch:
-            raise ValueError(
+            raise UserInputError(
                 f"{_NAME}: the per-option head {type(self.model.head).__name__} scores option groups; give "
                 "each example as a tuple of its option texts (or a tokenized batch with option_counts)"
             )
         if not self.options and OPTION_COUNTS in batch:
-            raise ValueError(
+            raise UserInputError(
                 f"{_NAME}: got option groups (option_counts), but the head {type(self.model.head).__name__} "
                 "scores class rows; use a per-option head (head.kind=deterministic_options)"
             )
@@ -207,7 +208,7 @@ class _Jacobians:
         bias = getattr(self.head, "position_bias", None)
         if bias is not None:
             if int(counts.max()) > bias.shape[0]:
-                raise ValueError(
+                raise UserInputError(
                     f"{_NAME}: a question has {int(counts.max())} options but the head's position bias covers "
                     f"{bias.shape[0]}"
                 )
@@ -293,7 +294,7 @@ class AdapterLaplace:
     def _check_delta(self, prior_precision: float | Tensor) -> Tensor:
         delta = torch.as_tensor(prior_precision, dtype=torch.float64, device=self.ggn.device)
         if delta.dim() != 0 or not bool(torch.isfinite(delta)) or float(delta) <= 0:
-            raise ValueError(f"{_NAME}: prior_precision must be a positive finite scalar, got {prior_precision}")
+            raise UserInputError(f"{_NAME}: prior_precision must be a positive finite scalar, got {prior_precision}")
         return delta
 
     def _precision(self, delta: Tensor) -> Tensor:
@@ -316,7 +317,7 @@ class AdapterLaplace:
             return 1.0 / self._factor
         if self.structure == "kron":
             if self.num_parameters > MAX_FULL_PARAMETERS:
-                raise ValueError(
+                raise UserInputError(
                     f"{_NAME}: a dense {self.num_parameters}×{self.num_parameters} covariance is too "
                     f"large (above {MAX_FULL_PARAMETERS}); use posterior_variance() or logit_moments()"
                 )
@@ -379,7 +380,7 @@ class AdapterLaplace:
             return probit_predictive(mean, cov)
         if link == "mc":
             return mc_predictive(mean, cov, n_samples, generator)
-        raise ValueError(f"{_NAME}: link must be 'probit' or 'mc', got {link!r}")
+        raise UserInputError(f"{_NAME}: link must be 'probit' or 'mc', got {link!r}")
 
     def _option_predictive(
         self,
@@ -405,7 +406,7 @@ class AdapterLaplace:
             samples = sample_logits(mean.masked_fill(absent, 0.0), cov, n_samples, generator)  # (S, Q, K)
             predictive = OptionPredictive.from_sample_logits(unpad_segments(samples, counts), counts)
         else:
-            raise ValueError(f"{_NAME}: link must be 'probit' or 'mc', got {link!r}")
+            raise UserInputError(f"{_NAME}: link must be 'probit' or 'mc', got {link!r}")
         return predictive.padded(int(self.model.head.max_options))
 
     # -- persistence ---------------------------------------------------------------------------
@@ -440,28 +441,28 @@ class AdapterLaplace:
         p = sum(t.numel() for t in plist)
         missing = sorted({"map_nll", "n_data", "prior_precision"} - set(state))
         if missing:
-            raise ValueError(f"{_NAME}: the saved posterior lacks {missing}")
+            raise UserInputError(f"{_NAME}: the saved posterior lacks {missing}")
         device = plist[0].device
         if structure == "kron":
             blocks = sorted({int(k.split(".")[1]) for k in state if k.startswith("kron.")})
             if blocks != list(range(len(blocks))) or not blocks:
-                raise ValueError(f"{_NAME}: the saved K-FAC factors are incomplete (blocks {blocks})")
+                raise UserInputError(f"{_NAME}: the saved K-FAC factors are incomplete (blocks {blocks})")
             ggn: Tensor | KronGGN = KronGGN(
                 [(state[f"kron.{i}.G"].to(device), state[f"kron.{i}.A"].to(device)) for i in blocks]
             )
             size = ggn.num_parameters
         else:
             if "ggn" not in state:
-                raise ValueError(f"{_NAME}: the saved posterior has no curvature tensor 'ggn'")
+                raise UserInputError(f"{_NAME}: the saved posterior has no curvature tensor 'ggn'")
             ggn = state["ggn"].to(device=device, dtype=torch.float64)
             expected = (p,) if structure == "diag" else (p, p)
             if tuple(ggn.shape) != expected:
-                raise ValueError(
+                raise UserInputError(
                     f"{_NAME}: the saved {structure} curvature has shape {tuple(ggn.shape)}, the adapters need {expected}"
                 )
             size = p
         if size != p:
-            raise ValueError(f"{_NAME}: the saved K-FAC blocks cover {size} parameters, the adapters hold {p}")
+            raise UserInputError(f"{_NAME}: the saved K-FAC blocks cover {size} parameters, the adapters hold {p}")
         return cls(
             model, names, plist, ggn, structure,
             state["map_nll"].to(device=device, dtype=torch.float64), int(state["n_data"]),
@@ -492,15 +493,15 @@ def _checked_targets(targets: Tensor, logits: Tensor, counts: Tensor | None = No
     """Class (or, with option ``counts``, correct-option) indices (B,) on the logits' device."""
     targets = torch.as_tensor(targets, device=logits.device).long().reshape(-1)
     if targets.shape[0] != logits.shape[0]:
-        raise ValueError(f"{_NAME}: {targets.shape[0]} targets for a batch of {logits.shape[0]}")
+        raise UserInputError(f"{_NAME}: {targets.shape[0]} targets for a batch of {logits.shape[0]}")
     if targets.numel() and (int(targets.min()) < 0 or int(targets.max()) >= logits.shape[1]):
-        raise ValueError(f"{_NAME}: targets must lie in [0, {logits.shape[1]})")
+        raise UserInputError(f"{_NAME}: targets must lie in [0, {logits.shape[1]})")
     if counts is not None:
         counts = torch.as_tensor(counts).long().reshape(-1).to(logits.device)
         bad = targets >= counts
         if bool(bad.any()):
             q = int(bad.nonzero()[0])
-            raise ValueError(
+            raise UserInputError(
                 f"{_NAME}: question {q} has {int(counts[q])} options but its target is {int(targets[q])}; "
                 "targets index the question's own options (0-based)"
             )
@@ -533,7 +534,7 @@ def _fit_kron(
             p.requires_grad_(flag)
         model.train(was_training)
     if n_data == 0:
-        raise ValueError(f"{_NAME}: needs at least one training example, got none")
+        raise UserInputError(f"{_NAME}: needs at least one training example, got none")
     return KronGGN(kfac.factors(n_data)), nll, n_data
 
 
@@ -554,11 +555,11 @@ def fit_adapter_laplace(
     ``structure="kron"`` uses one forward and C backward passes per batch (K-FAC, see
     :mod:`bayeshead.methods.adapter_kfac`); ``"diag"``/``"full"`` use exact per-example Jacobians."""
     if structure not in ("diag", "full", "kron"):
-        raise ValueError(f"{_NAME}: structure must be 'diag', 'full' or 'kron', got {structure!r}")
+        raise UserInputError(f"{_NAME}: structure must be 'diag', 'full' or 'kron', got {structure!r}")
     names, plist = adapter_laplace_parameters(model.backbone.model, params)
     p = sum(t.numel() for t in plist)
     if structure == "full" and p > MAX_FULL_PARAMETERS:
-        raise ValueError(
+        raise UserInputError(
             f"{_NAME}: structure='full' needs a dense {p}×{p} matrix; above {MAX_FULL_PARAMETERS} "
             "parameters use structure='diag' or 'kron' (or fewer adapted modules / a lower rank)"
         )
@@ -578,7 +579,7 @@ def fit_adapter_laplace(
         nll += nn.functional.cross_entropy(logits, targets, reduction="sum").to(device)
         n_data += int(targets.shape[0])
     if n_data == 0:
-        raise ValueError(f"{_NAME}: needs at least one training example, got none")
+        raise UserInputError(f"{_NAME}: needs at least one training example, got none")
     if structure == "full":
         ggn = 0.5 * (ggn + ggn.T)
     return AdapterLaplace(model, names, plist, ggn, structure, nll, n_data, prior_precision)
@@ -593,7 +594,7 @@ def optimize_log_prior_precision(laplace: AdapterLaplace, bounds: tuple[float, f
 
     lo, hi = (float(b) for b in bounds)
     if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
-        raise ValueError(f"{_NAME}: bounds on log δ must be finite with lower < upper, got {bounds}")
+        raise UserInputError(f"{_NAME}: bounds on log δ must be finite with lower < upper, got {bounds}")
     result = minimize_scalar(
         lambda log_delta: -float(laplace.log_marginal_likelihood(math.exp(log_delta))),
         bounds=(lo, hi),

@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 
 from bayeshead.config import ComponentConfig, ExperimentConfig
-from bayeshead.errors import UserInputError
+from bayeshead.errors import InputTypeError, UserInputError
 
 if TYPE_CHECKING:
     from bayeshead.backbones.base import Backbone
@@ -198,14 +198,14 @@ def mixture(parts: Sequence[Predictive]) -> Predictive:
 
     parts = list(parts)
     if not parts:
-        raise ValueError("mixture needs at least one predictive")
+        raise UserInputError("mixture needs at least one predictive")
     if all(isinstance(p, CategoricalPredictive) for p in parts):
         return CategoricalPredictive.from_sample_log_probs(torch.stack([p.log_probs for p in parts]))  # type: ignore[misc]
     if all(isinstance(p, GaussianPredictive) for p in parts):
         means = torch.stack([p.mean for p in parts])  # type: ignore[attr-defined]
         return GaussianPredictive.from_samples(means, torch.stack([p.var for p in parts]))  # type: ignore[attr-defined]
     kinds = sorted({type(p).__name__ for p in parts})
-    raise TypeError(f"mixture: the predictives must all be categorical or all Gaussian, got {kinds}")
+    raise InputTypeError(f"mixture: the predictives must all be categorical or all Gaussian, got {kinds}")
 
 
 def seeded_mixture(model: torch.nn.Module, n: int, generator: torch.Generator | None, run: Any) -> Predictive:

@@ -42,6 +42,8 @@ import math
 from collections.abc import Callable
 from typing import Literal
 
+from bayeshead.errors import UserInputError
+
 __all__ = ["largest_feasible"]
 
 
@@ -64,15 +66,15 @@ def largest_feasible(
     too, lo is returned (``on_infeasible="lo"``) or ``ValueError`` raised (``"raise"``)."""
     lo, hi, threshold = float(lo), float(hi), float(threshold)
     if not (math.isfinite(lo) and math.isfinite(hi) and lo <= hi):
-        raise ValueError(f"largest_feasible: need finite lo <= hi, got lo={lo}, hi={hi}")
+        raise UserInputError(f"largest_feasible: need finite lo <= hi, got lo={lo}, hi={hi}")
     if scale not in ("linear", "log"):
-        raise ValueError(f"largest_feasible: scale must be 'linear' or 'log', got {scale!r}")
+        raise UserInputError(f"largest_feasible: scale must be 'linear' or 'log', got {scale!r}")
     if scale == "log" and lo <= 0:
-        raise ValueError(f"largest_feasible: scale='log' needs lo > 0, got lo={lo}")
+        raise UserInputError(f"largest_feasible: scale='log' needs lo > 0, got lo={lo}")
     if on_infeasible not in ("lo", "raise"):
-        raise ValueError(f"largest_feasible: on_infeasible must be 'lo' or 'raise', got {on_infeasible!r}")
+        raise UserInputError(f"largest_feasible: on_infeasible must be 'lo' or 'raise', got {on_infeasible!r}")
     if int(iterations) < 0:
-        raise ValueError(f"largest_feasible: iterations must be >= 0, got {iterations}")
+        raise UserInputError(f"largest_feasible: iterations must be >= 0, got {iterations}")
     history: list[tuple[float, float]] = []
 
     def feasible(beta: float) -> bool:
@@ -93,7 +95,7 @@ def largest_feasible(
             b = mid
     lo_infeasible = a == lo and (lo == hi or not feasible(lo))  # lo == hi: f(hi) said it
     if lo_infeasible and on_infeasible == "raise":
-        raise ValueError(
+        raise UserInputError(
             f"largest_feasible: even f(lo) = {history[-1][1]} > threshold {threshold} at lo={lo}; "
             "lower lo or raise the threshold"
         )

@@ -76,7 +76,7 @@ def kl_weight(step_in_epoch: int, steps_per_epoch: int, reweighting: bool) -> fl
     Computed as 2^(i − M − 1) / (1 − 2^(−M−1)) so that large M does not overflow."""
     m = int(steps_per_epoch)
     if m <= 0 or not 0 <= step_in_epoch < m:
-        raise ValueError(f"kl_weight: need 0 <= step_in_epoch < steps_per_epoch, got {step_in_epoch} and {steps_per_epoch}")
+        raise UserInputError(f"kl_weight: need 0 <= step_in_epoch < steps_per_epoch, got {step_in_epoch} and {steps_per_epoch}")
     if not reweighting:
         return 1.0 / m
     i = step_in_epoch + 1

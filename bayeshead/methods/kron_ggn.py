@@ -22,6 +22,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from bayeshead.errors import UserInputError
+
 __all__ = ["KronGGN"]
 
 
@@ -33,13 +35,13 @@ class KronGGN:
 
     def __init__(self, factors: Sequence[tuple[Tensor, Tensor]]) -> None:
         if not factors:
-            raise ValueError("KronGGN needs at least one (G, A) factor pair, got none")
+            raise UserInputError("KronGGN needs at least one (G, A) factor pair, got none")
         self.factors: list[tuple[Tensor, Tensor]] = []
         self.eigen: list[tuple[Tensor, Tensor, Tensor, Tensor]] = []  # (μ, Q_G, λ, Q_A)
         for i, (g, a) in enumerate(factors):
             for label, f in (("G", g), ("A", a)):
                 if f.dim() != 2 or f.shape[0] != f.shape[1]:
-                    raise ValueError(
+                    raise UserInputError(
                         f"KronGGN: factor {label} of block {i} must be square, got {tuple(f.shape)}"
                     )
             g = 0.5 * (g + g.T).to(torch.float64)
@@ -98,7 +100,7 @@ class KronGGN:
         """J Σ Jᵀ for J of shape (B, C, P) in float64: (B, C, C), Σ applied block by block in the
         eigenbasis (never forming Σ)."""
         if jac.dim() != 3 or jac.shape[-1] != self.num_parameters:
-            raise ValueError(
+            raise UserInputError(
                 f"KronGGN: J must be (batch, classes, {self.num_parameters}), got {tuple(jac.shape)}"
             )
         b, c, _ = jac.shape

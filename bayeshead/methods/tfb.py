@@ -65,7 +65,7 @@ class TFBConfig(MethodConfig):
     @model_validator(mode="after")
     def _range(self) -> TFBConfig:
         if self.beta_min >= self.beta_max:
-            raise ValueError(f"tfb: beta_min must be below beta_max, got {self.beta_min} and {self.beta_max}")
+            raise UserInputError(f"tfb: beta_min must be below beta_max, got {self.beta_min} and {self.beta_max}")
         return self
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from bayeshead.errors import UserInputError
 from bayeshead.metrics._validation import check_n_bins, check_predictions, check_targets
 from bayeshead.metrics.calibration import ReliabilityBins, _adaptive_ece, _equal_width_bins
 from bayeshead.metrics.scoring import _brier_terms, _nll_terms, _top_label
@@ -63,7 +64,7 @@ class ClassificationMetrics:
         """
         p, lp = check_predictions(probs, log_probs)
         if self.num_classes is not None and p.shape[1] != self.num_classes:
-            raise ValueError(
+            raise UserInputError(
                 f"this batch has {p.shape[1]} classes but earlier batches had "
                 f"{self.num_classes}; use one ClassificationMetrics per task, or reset() it"
             )
@@ -79,7 +80,7 @@ class ClassificationMetrics:
 
     def _stored(self) -> tuple[Tensor, Tensor]:
         if self._count == 0:
-            raise ValueError("no examples: call update(probs, targets) before computing metrics")
+            raise UserInputError("no examples: call update(probs, targets) before computing metrics")
         return torch.cat(self._confidence), torch.cat(self._is_correct)
 
     def reliability_bins(self) -> ReliabilityBins:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from bayeshead.errors import UserInputError
 from bayeshead.metrics._validation import check_probs, check_samples, check_scores
 
 __all__ = ["ood_scores", "auroc", "aupr", "fpr_at_tpr", "ood_metrics"]
@@ -111,7 +112,7 @@ def fpr_at_tpr(id_scores: Tensor, ood_scores: Tensor, tpr: float = 0.95) -> floa
     ``tpr=0.95`` this is the usual FPR95 (Hendrycks & Gimpel 2017; Liang et al. 2018).
     """
     if not 0.0 < tpr <= 1.0:
-        raise ValueError(f"tpr must be in (0, 1], got {tpr}")
+        raise UserInputError(f"tpr must be in (0, 1], got {tpr}")
     scores, labels = _scores_and_labels(id_scores, ood_scores)
     tps, fps = _curve_points(scores, labels)
     true_positive_rate = tps / tps[-1]
@@ -132,7 +133,7 @@ def ood_metrics(
     probabilities (S, N, C) are given for both the ID and the OOD examples.
     """
     if (id_samples is None) != (ood_samples is None):
-        raise ValueError(
+        raise UserInputError(
             "pass per-sample probabilities for both the ID and the OOD examples (id_samples and "
             "ood_samples, each (S, N, C)) to get the mutual information, or for neither"
         )
@@ -140,7 +141,7 @@ def ood_metrics(
     ood_all = ood_scores(ood_probs, ood_samples)
     id_classes = id_predictive_probs.shape[-1]
     if ood_probs.shape[-1] != id_classes:
-        raise ValueError(
+        raise UserInputError(
             f"ID and OOD predictions must cover the same classes, got {id_classes} and "
             f"{ood_probs.shape[-1]} columns"
         )

@@ -30,6 +30,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from bayeshead.errors import UserInputError
+
 __all__ = [
     "PAIRED_METRICS",
     "PerExample",
@@ -48,12 +50,12 @@ _BLOCK_ELEMENTS = 4_000_000  # replicates × examples per block of the multiplic
 def _vector(value: object, name: str) -> Tensor:
     tensor = torch.as_tensor(value, dtype=torch.float64).detach().cpu()
     if tensor.dim() != 1 or tensor.numel() == 0:
-        raise ValueError(
+        raise UserInputError(
             f"{name} must be a non-empty 1-D array (one value per example), got shape "
             f"{tuple(tensor.shape)}"
         )
     if not torch.isfinite(tensor).all():
-        raise ValueError(f"{name} contains NaN or infinite values; fix those examples first")
+        raise UserInputError(f"{name} contains NaN or infinite values; fix those examples first")
     return tensor
 
 
@@ -73,21 +75,21 @@ class PerExample:
         correct = _vector(self.correct, "correct")
         nll = _vector(self.nll, "nll")
         if not (conf.numel() == correct.numel() == nll.numel()):
-            raise ValueError(
+            raise UserInputError(
                 f"confidence, correct and nll must have one value per test example, got lengths "
                 f"{conf.numel()}, {correct.numel()} and {nll.numel()}"
             )
         if ((conf < 0) | (conf > 1)).any():
-            raise ValueError("confidence must lie in [0, 1] (the maximum predicted probability)")
+            raise UserInputError("confidence must lie in [0, 1] (the maximum predicted probability)")
         if ((correct != 0) & (correct != 1)).any():
-            raise ValueError("correct must hold 0 or 1 per example (1: top-label prediction right)")
+            raise UserInputError("correct must hold 0 or 1 per example (1: top-label prediction right)")
         object.__setattr__(self, "confidence", conf)
         object.__setattr__(self, "correct", correct)
         object.__setattr__(self, "nll", nll)
         if self.ood_confidence is not None:
             ood = _vector(self.ood_confidence, "ood_confidence")
             if ((ood < 0) | (ood > 1)).any():
-                raise ValueError("ood_confidence must lie in [0, 1] (the maximum probability)")
+                raise UserInputError("ood_confidence must lie in [0, 1] (the maximum probability)")
             object.__setattr__(self, "ood_confidence", ood)
 
     @property
@@ -100,14 +102,14 @@ class PerExample:
         "ood": {"confidence"}} ("ood" optional)."""
         block = record.get("per_example")
         if not isinstance(block, Mapping) or not isinstance(block.get("test"), Mapping):
-            raise ValueError(
+            raise UserInputError(
                 f"run {record.get('method')!r} seed {record.get('seed')!r} has no per_example "
                 "test outputs; re-run it with a bayeshead version that records them"
             )
         test = block["test"]
         missing = [k for k in ("confidence", "correct", "nll") if k not in test]
         if missing:
-            raise ValueError(f"per_example.test lacks {missing}; expected confidence, correct, nll")
+            raise UserInputError(f"per_example.test lacks {missing}; expected confidence, correct, nll")
         ood = block.get("ood")
         ood_conf = ood.get("confidence") if isinstance(ood, Mapping) else None
         return cls(test["confidence"], test["correct"], test["nll"], ood_conf)
@@ -203,7 +205,7 @@ def _metric_set(metrics: Sequence[str] | None) -> frozenset[str]:
         return frozenset(PAIRED_METRICS)
     unknown = [m for m in metrics if m not in PAIRED_METRICS]
     if unknown or not metrics:
-        raise ValueError(
+        raise UserInputError(
             f"paired_bootstrap metrics must be a non-empty subset of {list(PAIRED_METRICS)}, got "
             f"{list(metrics)}; leave metrics=None for all of them"
         )
@@ -214,14 +216,14 @@ def _check_runs(
     method: Sequence[PerExample], baseline: Sequence[PerExample]
 ) -> tuple[int, int | None]:
     if len(method) == 0 or len(method) != len(baseline):
-        raise ValueError(
+        raise UserInputError(
             f"paired_bootstrap needs one run per seed for each method, matched by position; got "
             f"{len(method)} method runs and {len(baseline)} baseline runs"
         )
     runs = [*method, *baseline]
     sizes = {run.n for run in runs}
     if len(sizes) != 1:
-        raise ValueError(
+        raise UserInputError(
             f"paired runs must score the same test examples, but their test sizes differ: "
             f"{sorted(sizes)}; evaluate every run on the same test set"
         )
@@ -252,9 +254,9 @@ def paired_bootstrap(
     :data:`PAIRED_METRICS` (default all); the resampled indices do not depend on it, so a
     metric's interval is the same whether or not the others are computed."""
     if n_boot < 2:
-        raise ValueError(f"n_boot must be >= 2, got {n_boot}; use about 2000 for 95% intervals")
+        raise UserInputError(f"n_boot must be >= 2, got {n_boot}; use about 2000 for 95% intervals")
     if not 0.0 < confidence_level < 1.0:
-        raise ValueError(f"confidence_level must lie in (0, 1), got {confidence_level}")
+        raise UserInputError(f"confidence_level must lie in (0, 1), got {confidence_level}")
     wanted = _metric_set(metrics)
     n, m = _check_runs(method, baseline)
     n_seeds = len(method)
@@ -333,7 +335,7 @@ def paired_differences_from_records(
     mine = {int(r["seed"]): r for r in method_runs}
     common = sorted(set(mine) & set(by_seed))
     if not common:
-        raise ValueError(
+        raise UserInputError(
             f"no seed is shared by the two methods (method seeds {sorted(mine)}, baseline seeds "
             f"{sorted(by_seed)}); paired differences need the same seeds"
         )

@@ -25,6 +25,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from bayeshead.errors import InputTypeError, UserInputError
 from bayeshead.metrics.ood import aupr, auroc, fpr_at_tpr
 
 __all__ = [
@@ -49,22 +50,22 @@ _DEFAULT_QUANTILES = tuple(j / 100 for j in range(1, 100))  # 0.01, ..., 0.99
 
 def _as_float64(value: object, name: str) -> Tensor:
     if not isinstance(value, Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}; convert it with torch.as_tensor")
+        raise InputTypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}; convert it with torch.as_tensor")
     if not value.is_floating_point():
-        raise TypeError(f"{name} must be floating point (real-valued regression values), got dtype {value.dtype}")
+        raise InputTypeError(f"{name} must be floating point (real-valued regression values), got dtype {value.dtype}")
     if value.dim() not in (1, 2) or value.shape[0] == 0:
-        raise ValueError(f"{name} must have shape (N,) or (N, k) with N >= 1, got {tuple(value.shape)}")
+        raise UserInputError(f"{name} must have shape (N,) or (N, k) with N >= 1, got {tuple(value.shape)}")
     tensor = value.detach().to(torch.float64)
     if not torch.isfinite(tensor).all():
         row = int((~torch.isfinite(tensor)).reshape(tensor.shape[0], -1).any(1).nonzero()[0])
-        raise ValueError(f"{name} contains NaN or inf (first at row {row}); fix or drop those examples")
+        raise UserInputError(f"{name} contains NaN or inf (first at row {row}); fix or drop those examples")
     return tensor.reshape(tensor.shape[0], -1)
 
 
 def _check_pair(mean: object, targets: object) -> tuple[Tensor, Tensor]:
     m, y = _as_float64(mean, "mean"), _as_float64(targets, "targets")
     if m.shape != y.shape:
-        raise ValueError(
+        raise UserInputError(
             f"mean and targets must have one shape (N,) or (N, k), got {tuple(mean.shape)} and "  # type: ignore[union-attr]
             f"{tuple(targets.shape)}; pass targets shaped like the predictive mean"  # type: ignore[union-attr]
         )
@@ -75,10 +76,10 @@ def _check_gaussian(mean: object, var: object, targets: object) -> tuple[Tensor,
     m, y = _check_pair(mean, targets)
     v = _as_float64(var, "var").to(m.device)
     if v.shape != m.shape:
-        raise ValueError(f"var must have the shape of mean {tuple(m.shape)}, got {tuple(var.shape)}")  # type: ignore[union-attr]
+        raise UserInputError(f"var must have the shape of mean {tuple(m.shape)}, got {tuple(var.shape)}")  # type: ignore[union-attr]
     if (v <= 0).any():
         row = int((v <= 0).any(1).nonzero()[0])
-        raise ValueError(f"var must be > 0, but row {row} has {v[row].tolist()}; a predictive variance is positive")
+        raise UserInputError(f"var must be > 0, but row {row} has {v[row].tolist()}; a predictive variance is positive")
     return m, v, y
 
 
@@ -99,7 +100,7 @@ def _pearson_columns(a: Tensor, b: Tensor) -> Tensor:
     b = b - b.mean(0)
     denom = a.pow(2).sum(0).sqrt() * b.pow(2).sum(0).sqrt()
     if (denom == 0).any():
-        raise ValueError("a correlation is undefined when the predictions or the targets are constant")
+        raise UserInputError("a correlation is undefined when the predictions or the targets are constant")
     return (a * b).sum(0) / denom
 
 
@@ -118,7 +119,7 @@ def pearson(mean: Tensor, targets: Tensor) -> float:
     """Pearson's r = cov(μ, y) / (sd(μ)·sd(y)), per output, averaged over outputs."""
     m, y = _check_pair(mean, targets)
     if m.shape[0] < 2:
-        raise ValueError("a correlation needs at least 2 examples")
+        raise UserInputError("a correlation needs at least 2 examples")
     return float(_pearson_columns(m, y).mean())
 
 
@@ -127,7 +128,7 @@ def spearman(mean: Tensor, targets: Tensor) -> float:
     averaged over outputs."""
     m, y = _check_pair(mean, targets)
     if m.shape[0] < 2:
-        raise ValueError("a correlation needs at least 2 examples")
+        raise UserInputError("a correlation needs at least 2 examples")
     return float(_pearson_columns(_average_ranks(m), _average_ranks(y)).mean())
 
 
@@ -153,7 +154,7 @@ def crps_gaussian(mean: Tensor, var: Tensor, targets: Tensor) -> float:
 
 def _check_level(level: float, name: str = "level") -> float:
     if isinstance(level, bool) or not isinstance(level, (int, float)) or not 0.0 < float(level) < 1.0:
-        raise ValueError(f"{name} must be a probability strictly between 0 and 1, got {level!r}")
+        raise UserInputError(f"{name} must be a probability strictly between 0 and 1, got {level!r}")
     return float(level)
 
 
@@ -170,7 +171,7 @@ def interval_coverage(mean: Tensor, var: Tensor, targets: Tensor, level: float =
 def _levels(levels: Sequence[float] | Tensor | None) -> Tensor:
     values = list(_DEFAULT_QUANTILES) if levels is None else [float(x) for x in levels]
     if not values:
-        raise ValueError("levels is empty; pass quantile levels in (0, 1), e.g. [0.1, 0.2, ..., 0.9]")
+        raise UserInputError("levels is empty; pass quantile levels in (0, 1), e.g. [0.1, 0.2, ..., 0.9]")
     for p in values:
         _check_level(p, "every quantile level")
     return torch.tensor(values, dtype=torch.float64)
@@ -203,7 +204,7 @@ def regression_calibration_error(
     * ``"l1"`` (default): (1/m)·Σ_j |p_j − p̂_j|, the mean gap between the curve and the diagonal
       (in the units of a coverage, comparable to a classification ECE)."""
     if norm not in ("l1", "l2"):
-        raise ValueError(f"norm must be 'l1' or 'l2', got {norm!r}")
+        raise UserInputError(f"norm must be 'l1' or 'l2', got {norm!r}")
     expected, observed = calibration_curve(mean, var, targets, levels)
     gap = expected - observed
     return float(gap.abs().mean() if norm == "l1" else gap.pow(2).mean())
@@ -218,7 +219,7 @@ def variance_ood_metrics(id_var: Tensor, ood_var: Tensor) -> dict[str, float]:
     positive class): ``auroc_variance``, ``aupr_variance``, ``fpr95_variance``."""
     id_score, ood_score = _variance_score(id_var, "id_var"), _variance_score(ood_var, "ood_var")
     if (id_score <= 0).any() or (ood_score <= 0).any():
-        raise ValueError("predictive variances must be > 0")
+        raise UserInputError("predictive variances must be > 0")
     return {
         "auroc_variance": auroc(id_score, ood_score),
         "aupr_variance": aupr(id_score, ood_score),

@@ -33,7 +33,7 @@ from typing import Any, Literal
 import torch
 
 from bayeshead.backbones.cloze import continuation_log_likelihoods
-from bayeshead.errors import UserInputError
+from bayeshead.errors import InputTypeError, UserInputError
 from bayeshead.heads.option_scoring import OptionPredictive
 from bayeshead.tasks.prompts import BOOLQ_PASSAGE_CHARS, PROMPT_FAMILY
 from bayeshead.tasks.records import QARecord
@@ -80,7 +80,7 @@ def cloze_pairs(task_name: str, record: QARecord) -> list[tuple[str, str]]:
     if family is None:
         raise UserInputError(f"unknown task {task_name!r}; known tasks: {', '.join(sorted(PROMPT_FAMILY))}")
     if not isinstance(record, QARecord):
-        raise TypeError(f"cloze_pairs needs a bayeshead.tasks.records.QARecord, got {type(record).__name__}")
+        raise InputTypeError(f"cloze_pairs needs a bayeshead.tasks.records.QARecord, got {type(record).__name__}")
     if task_name in _WINOGRANDE:
         return _winogrande_pairs(record)
     if family == "boolq":
@@ -133,7 +133,7 @@ def cloze_predictive(
         question 0, then question 1, ...
     """
     if normalize not in NORMALIZATIONS:
-        raise ValueError(f"normalize must be one of {NORMALIZATIONS}, got {normalize!r}")
+        raise UserInputError(f"normalize must be one of {NORMALIZATIONS}, got {normalize!r}")
     records = list(records)
     if not records:
         raise UserInputError(f"{task_name}: no questions to score; give at least one QARecord")

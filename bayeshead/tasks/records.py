@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from bayeshead.errors import UserInputError
+
 __all__ = ["QARecord", "letters"]
 
 
 def letters(n: int) -> tuple[str, ...]:
     """The first ``n`` capital letters: ``letters(3) == ("A", "B", "C")``."""
     if not 0 < n <= 26:
-        raise ValueError(f"a question needs between 1 and 26 choices, got {n}")
+        raise UserInputError(f"a question needs between 1 and 26 choices, got {n}")
     return tuple(chr(ord("A") + i) for i in range(n))
 
 
@@ -39,10 +41,10 @@ class QARecord:
 
     def __post_init__(self) -> None:
         if len(self.labels) != len(self.choices):
-            raise ValueError(
+            raise UserInputError(
                 f"{self.id}: {len(self.choices)} choices but {len(self.labels)} labels"
             )
         if not 0 <= self.answer < len(self.choices):
-            raise ValueError(
+            raise UserInputError(
                 f"{self.id}: answer index {self.answer} is outside 0..{len(self.choices) - 1}"
             )

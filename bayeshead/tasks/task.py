@@ -76,7 +76,7 @@ class QATaskConfig(ComponentConfig):
     @classmethod
     def _known(cls, value: str) -> str:
         if value not in NUM_CLASSES:
-            raise ValueError(f"unknown task {value!r}; the QA tasks are {', '.join(NUM_CLASSES)}")
+            raise UserInputError(f"unknown task {value!r}; the QA tasks are {', '.join(NUM_CLASSES)}")
         return value
 
 

@@ -73,7 +73,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-from bayeshead.errors import BayesheadError, UserInputError
+from bayeshead.errors import BayesheadError, InputTypeError, UserInputError
 
 __all__ = [
     "FORMAT_VERSION",
@@ -162,7 +162,7 @@ class _Encoder:
             return {_TENSOR: self._tensor(obj, where)}
         if isinstance(obj, (list, tuple, dict)):
             if id(obj) in self._open:
-                raise TypeError(f"{where}: the state contains a reference cycle; cannot save it")
+                raise InputTypeError(f"{where}: the state contains a reference cycle; cannot save it")
             self._open.add(id(obj))
             try:
                 if isinstance(obj, dict):
@@ -171,7 +171,7 @@ class _Encoder:
                 return {_TUPLE: items} if isinstance(obj, tuple) else items
             finally:
                 self._open.discard(id(obj))
-        raise TypeError(
+        raise InputTypeError(
             f"{where}: cannot save an object of type {type(obj).__module__}.{type(obj).__qualname__}; "
             "a checkpoint holds dicts, lists, tuples, tensors, None, bool, int, float and str"
         )
@@ -194,7 +194,7 @@ class _Encoder:
             return {_TUPLE: [self._key(part, where) for part in key]}
         if key is None or isinstance(key, (bool, int, float, str)):
             return self.encode(key, where)
-        raise TypeError(
+        raise InputTypeError(
             f"{where}: cannot save a dict key of type {type(key).__qualname__} ({key!r}); "
             "keys may be str, int, float, bool, None or tuples of these"
         )
@@ -204,13 +204,13 @@ class _Encoder:
         if name is not None:
             return name
         if tensor.layout != torch.strided:
-            raise TypeError(
+            raise InputTypeError(
                 f"{where}: cannot save a {tensor.layout} tensor; convert it with .to_dense()"
             )
         if tensor.device.type == "meta":
-            raise TypeError(f"{where}: cannot save a meta tensor (it has no data)")
+            raise InputTypeError(f"{where}: cannot save a meta tensor (it has no data)")
         if tensor.dtype not in _DTYPES:
-            raise TypeError(
+            raise InputTypeError(
                 f"{where}: cannot save a tensor of dtype {tensor.dtype} (safetensors does not store it); "
                 "convert it first, e.g. torch.view_as_real for complex128"
             )
@@ -509,11 +509,11 @@ def save_checkpoint(
     saved, and ``ValueError`` for a negative ``step`` or a ``keep`` below 1.
     """
     if isinstance(step, bool) or not isinstance(step, int) or step < 0:
-        raise ValueError(f"step must be a non-negative int, got {step!r}")
+        raise UserInputError(f"step must be a non-negative int, got {step!r}")
     if keep is not None and (isinstance(keep, bool) or not isinstance(keep, int) or keep < 1):
-        raise ValueError(f"keep must be a positive int or None, got {keep!r}")
+        raise UserInputError(f"keep must be a positive int or None, got {keep!r}")
     if not isinstance(state, dict):
-        raise TypeError(f"state must be a dict, got {type(state).__qualname__}")
+        raise InputTypeError(f"state must be a dict, got {type(state).__qualname__}")
     encoder = _Encoder()
     document = {"format_version": FORMAT_VERSION, "state": encoder.encode(state, "state")}
     state_json = (json.dumps(document, allow_nan=True) + "\n").encode("utf-8")

@@ -8,6 +8,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from bayeshead.errors import UserInputError
+
 __all__ = ["EarlyStopping"]
 
 
@@ -20,7 +22,7 @@ class EarlyStopping:
 
     def __init__(self, patience: int | None, min_delta: float = 0.0) -> None:
         if patience is not None and patience <= 0:
-            raise ValueError(f"patience must be a positive integer or None, got {patience}")
+            raise UserInputError(f"patience must be a positive integer or None, got {patience}")
         self.patience = patience
         self.min_delta = float(min_delta)
         self.best = math.inf

@@ -30,6 +30,7 @@ from bayeshead.config import (
     TrainingConfig,
     resolve_component,
 )
+from bayeshead.errors import InputTypeError, UserInputError
 from bayeshead.heads.base import UncertaintyHead
 from bayeshead.registry import HEADS, REGISTRIES
 
@@ -42,9 +43,9 @@ class FeatureTable(Backbone):
     def __init__(self, table: Tensor) -> None:
         super().__init__()
         if table.dim() != 2:
-            raise ValueError(f"features must be a (N, d) matrix, got shape {tuple(table.shape)}")
+            raise UserInputError(f"features must be a (N, d) matrix, got shape {tuple(table.shape)}")
         if not table.is_floating_point():
-            raise TypeError(f"features must be floating point, got {table.dtype}")
+            raise InputTypeError(f"features must be floating point, got {table.dtype}")
         self.table = table.detach()
 
     @property
@@ -57,7 +58,7 @@ class FeatureTable(Backbone):
 
     def tokenize(self, texts: Sequence[str], text_pair: Sequence[str] | None = None) -> dict[str, Tensor]:
         if text_pair is not None:
-            raise TypeError("a FeatureTable has one feature row per example; it takes no text pairs")
+            raise InputTypeError("a FeatureTable has one feature row per example; it takes no text pairs")
         return {"rows": torch.tensor([int(t) for t in texts], dtype=torch.long)}
 
     def features(self, batch: Mapping[str, Tensor]) -> Tensor:
@@ -76,7 +77,7 @@ class FeatureFit:
 def _as_tensor(value: Any, what: str) -> Tensor:
     tensor = value if isinstance(value, Tensor) else torch.as_tensor(value)
     if tensor.numel() == 0:
-        raise ValueError(f"{what} is empty")
+        raise UserInputError(f"{what} is empty")
     return tensor
 
 
@@ -109,10 +110,10 @@ def fit_head_on_features(
 
     features, targets = _as_tensor(features, "features"), _as_tensor(targets, "targets")
     if len(features) != len(targets):
-        raise ValueError(f"got {len(features)} feature rows but {len(targets)} targets; give one target per row")
+        raise UserInputError(f"got {len(features)} feature rows but {len(targets)} targets; give one target per row")
     val_x, val_y = (None, None) if val is None else (_as_tensor(val[0], "val features"), _as_tensor(val[1], "val targets"))
     if val_x is not None and (val_x.dim() != 2 or val_x.shape[1] != features.shape[1] or len(val_x) != len(val_y)):
-        raise ValueError(
+        raise UserInputError(
             f"val must be (features (M, {features.shape[1]}), targets (M,)), got shapes "
             f"{tuple(val_x.shape)} and {tuple(val_y.shape)}"
         )

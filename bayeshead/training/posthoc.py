@@ -11,6 +11,7 @@ from __future__ import annotations
 import inspect
 from typing import TYPE_CHECKING
 
+from bayeshead.errors import UserInputError
 from bayeshead.training.evaluate import collect_features
 
 if TYPE_CHECKING:
@@ -38,13 +39,13 @@ def run_posthoc(model: BayesianModel, train: TextDataset, val: TextDataset | Non
         out.update(head.fit_posthoc(train_features, train.labels, **kwargs) or {})
     elif needs == "validation":
         if val is None:
-            raise ValueError(
+            raise UserInputError(
                 f"the {head.config.kind} head fits on held-out data after training, but no validation "
                 "data was given; pass val=... to fit (or --val / a validation fraction on the CLI)"
             )
         out.update(head.fit_posthoc(collect_features(model, val), val.labels) or {})
     elif needs != "none":
-        raise ValueError(
+        raise UserInputError(
             f"{type(head).__name__}.posthoc_data must be 'train', 'validation' or 'none', got {needs!r}"
         )
     if cfg.laplace_refine:
@@ -60,7 +61,7 @@ def run_posthoc(model: BayesianModel, train: TextDataset, val: TextDataset | Non
         elif isinstance(head, SupportsLaplaceRefinement):
             refine = refine_with_laplace
         else:
-            raise ValueError(
+            raise UserInputError(
                 f"training.laplace_refine needs a Gaussian last layer with independent class rows "
                 f"(vbll_classification) or a per-option one (vbll_options), but the head is "
                 f"{head.config.kind!r}; set laplace_refine=false"

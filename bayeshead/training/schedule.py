@@ -16,13 +16,15 @@ import math
 
 import torch
 
+from bayeshead.errors import UserInputError
+
 __all__ = ["lr_multiplier", "apply_lr"]
 
 
 def lr_multiplier(step: int, total_steps: int, warmup_steps: int = 0, schedule: str = "constant") -> float:
     """The factor on the base learning rate at ``step`` (0-based) of ``total_steps``."""
     if step < 0 or total_steps <= 0:
-        raise ValueError(f"step must be >= 0 and total_steps > 0, got step={step}, total_steps={total_steps}")
+        raise UserInputError(f"step must be >= 0 and total_steps > 0, got step={step}, total_steps={total_steps}")
     if step < warmup_steps:
         return (step + 1) / warmup_steps
     if schedule == "constant":
@@ -33,7 +35,7 @@ def lr_multiplier(step: int, total_steps: int, warmup_steps: int = 0, schedule: 
         return 1.0 - progress
     if schedule == "cosine":
         return 0.5 * (1.0 + math.cos(math.pi * progress))
-    raise ValueError(f"schedule must be 'constant', 'linear' or 'cosine', got {schedule!r}")
+    raise UserInputError(f"schedule must be 'constant', 'linear' or 'cosine', got {schedule!r}")
 
 
 def apply_lr(optimizer: torch.optim.Optimizer, multiplier: float) -> None:

@@ -35,6 +35,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from bayeshead.errors import UserInputError
 from bayeshead.seeding import seed_everything
 from bayeshead.training.checkpoint import (
     CheckpointError,
@@ -119,17 +120,17 @@ class Trainer:
         self.ctx = dist if dist is not None else init_distributed()
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
         if self.cfg.checkpoint_every is not None and self.checkpoint_dir is None:
-            raise ValueError(
+            raise UserInputError(
                 f"training.checkpoint_every={self.cfg.checkpoint_every} but no checkpoint directory was "
                 "given; pass checkpoint_dir=... (CLI: --checkpoint-dir) or unset checkpoint_every"
             )
         if resume and self.checkpoint_dir is None:
-            raise ValueError("resume=True needs checkpoint_dir: the directory the interrupted run wrote to")
+            raise UserInputError("resume=True needs checkpoint_dir: the directory the interrupted run wrote to")
         self.resume = resume
         self.on_step = on_step
         self.hooks = hooks or TrainingHooks()
         if not self.hooks.checkpointable and self.cfg.checkpoint_every is not None:
-            raise ValueError(
+            raise UserInputError(
                 "this method keeps training state that checkpoints do not hold, so a resumed run would "
                 "not be exact; unset training.checkpoint_every (and --checkpoint-dir)"
             )
@@ -147,7 +148,7 @@ class Trainer:
         if self.cfg.mode == "joint":
             joint = build_optimizer(self.model, exclude=self.hooks.exclude)
             if joint is None:
-                raise ValueError("nothing to train: the head and backbone have no trainable parameters")
+                raise UserInputError("nothing to train: the head and backbone have no trainable parameters")
             self.optimizers["joint"] = joint
             return
         if self.head_params:
@@ -157,7 +158,7 @@ class Trainer:
             assert body is not None
             self.optimizers["adapters"] = body
         if not self.optimizers:
-            raise ValueError("nothing to train: the head and backbone have no trainable parameters")
+            raise UserInputError("nothing to train: the head and backbone have no trainable parameters")
 
     def _trainable_state(self) -> dict[str, Tensor]:
         """Trainable parameters and every head buffer (posterior factors, noise, counters)."""
@@ -313,10 +314,10 @@ class Trainer:
         if cfg.max_steps is not None:
             total = min(total, cfg.max_steps)
         if cfg.early_stopping_patience is not None and val is None:
-            raise ValueError("training.early_stopping_patience is set but no validation data was given")
+            raise UserInputError("training.early_stopping_patience is set but no validation data was given")
         early = EarlyStopping(cfg.early_stopping_patience)
         if cfg.batch_size < ctx.world_size:
-            raise ValueError(
+            raise UserInputError(
                 f"training.batch_size={cfg.batch_size} is the global batch and must be at least the "
                 f"number of processes ({ctx.world_size})"
             )
@@ -405,7 +406,7 @@ class Trainer:
 
     def _check_data(self, data: TextDataset, what: str) -> None:
         if len(data) == 0:
-            raise ValueError(f"{what} data is empty")
+            raise UserInputError(f"{what} data is empty")
         head = self.model.head
         data_type = getattr(data, "target_type", "classification")
         if head.task_type != data_type:
@@ -413,14 +414,14 @@ class Trainer:
                 "regression": "use a regression head (gaussian, laplace_regression, variance_scaling, vbll_regression)",
                 "multiple_choice": "use a per-option head (deterministic_options, vbll_options)",
             }.get(data_type, "use a classification head (deterministic, vbll_classification, laplace, ...)")
-            raise ValueError(
+            raise UserInputError(
                 f"{what} data ({getattr(data, 'name', 'data')}) has {data_type} targets but head.kind="
                 f"{head.config.kind!r} is a {head.task_type} head; {fix}, or load the data with "
                 f"target_type={head.task_type!r} (CLI: --target-type {head.task_type})"
             )
         if head.task_type == "regression":
             if data.num_outputs != head.num_outputs:
-                raise ValueError(
+                raise UserInputError(
                     f"{what} data has {data.num_outputs} target column(s) but the head predicts "
                     f"{head.num_outputs}; build the model with num_outputs=data.num_outputs"
                 )
@@ -428,7 +429,7 @@ class Trainer:
         if head.task_type == "multiple_choice":
             widest = max(len(group) for group in data.texts)
             if widest > head.num_outputs:
-                raise ValueError(
+                raise UserInputError(
                     f"{what} data has a question with {widest} options but the head scores at most "
                     f"{head.num_outputs}; build the model with num_outputs=data.num_classes"
                 )
@@ -436,7 +437,7 @@ class Trainer:
         if self.model.head.task_type == "classification":
             top = int(data.labels.max())
             if top >= self.model.head.num_outputs:
-                raise ValueError(
+                raise UserInputError(
                     f"{what} data has label {top} but the head predicts {self.model.head.num_outputs} classes; "
                     "build the model with num_outputs=data.num_classes"
                 )
