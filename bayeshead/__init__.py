@@ -49,7 +49,16 @@ __all__ = [
     "InputTypeError",
     "UsageError",
     "NotFittedError",
-    "ADAPTERS", "HEADS", "OPTIMIZERS", "TASKS", "REGISTRIES", "Registry", "RegistryError", "__version__", *_LAZY]
+    "ADAPTERS",
+    "HEADS",
+    "OPTIMIZERS",
+    "TASKS",
+    "REGISTRIES",
+    "Registry",
+    "RegistryError",
+    "__version__",
+    *_LAZY,
+]
 
 
 def __getattr__(name: str) -> Any:

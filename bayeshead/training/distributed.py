@@ -21,6 +21,8 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
+from bayeshead.parallel import all_reduce_sum_floats
+
 __all__ = ["DistContext", "init_distributed", "local_slice"]
 
 
@@ -55,12 +57,8 @@ class DistContext:
             offset += n
 
     def all_reduce_sum(self, values: Sequence[float]) -> list[float]:
-        """Sum a few Python numbers (metric numerators and counts) across ranks."""
-        if not self.enabled:
-            return [float(v) for v in values]
-        t = torch.tensor([float(v) for v in values], dtype=torch.float64)
-        dist.all_reduce(t, op=dist.ReduceOp.SUM)
-        return t.tolist()
+        """Sum a few Python numbers (metric numerators and counts) across ranks, in fp64."""
+        return all_reduce_sum_floats(list(values))
 
     def barrier(self) -> None:
         if self.enabled:
